@@ -1,0 +1,37 @@
+"""Start the studio: `uv run app.py [--host H] [--port P] [--auth-token T] [--no-ui] [--share]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from modelmgr.server import StudioServer, create_app
+from modelmgr.settings import Settings
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="WhisperX transcription studio")
+    parser.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 7860)")
+    parser.add_argument("--auth-token", help="require this token on the API (Authorization: Bearer ...)")
+    parser.add_argument("--no-ui", action="store_true", help="serve the API only (fast start-up)")
+    parser.add_argument("--share", action="store_true", help="also open a Gradio share link")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    overrides = {
+        k: v for k, v in {"host": args.host, "port": args.port, "auth_token": args.auth_token}.items() if v
+    }
+    settings = Settings(**overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings, ui=not args.no_ui)
+    config = __import__("uvicorn").Config(
+        app, host=settings.host, port=settings.port, timeout_graceful_shutdown=5, log_level="info"
+    )
+    StudioServer(config).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""REST + SSE API under /api: a thin layer over the managers.
+
+Errors are mapped to HTTP statuses here and nowhere else (``STATUS``). Every
+error body is ``{"error": {"code", "message"}}``. Handlers that touch the disk
+are plain ``def`` (FastAPI runs them in its thread pool) so the event loop only
+ever awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import errors
+from .events import CLOSED
+from .services import Services
+from .system import system_report
+
+STATUS: dict[type[errors.ModelMgrError], int] = {
+    errors.InvalidInput: 400,
+    errors.Unauthorized: 401,
+    errors.AccessDenied: 403,
+    errors.ModelNotFound: 404,
+    errors.NotDownloading: 409,
+    errors.ModelBusy: 409,
+    errors.PayloadTooLarge: 413,
+    errors.PreloadFailed: 500,
+    errors.DownloadFailed: 502,
+    errors.Offline: 503,
+    errors.DiskFull: 507,
+}
+
+
+def status_for(exc: errors.ModelMgrError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+# --- request bodies: strict, no extra fields ---
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DownloadBody(_Body):
+    languages: list[StrictStr] | None = None
+    with_align: StrictBool = True
+
+
+class PreloadBody(_Body):
+    model: StrictStr
+    language: StrictStr | None = None
+    device: StrictStr = "auto"
+
+
+def install_api(app: FastAPI, services: Services) -> None:
+    """Add the routes, error handlers and body limit to ``app`` (before any Gradio mount)."""
+    settings = services.settings
+    token = settings.auth_token.get_secret_value() if settings.auth_token else None
+
+    def require_auth(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("x-auth-token") or request.query_params.get("token") or ""
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = auth[7:]
+        if not secrets.compare_digest(given.encode(), token.encode()):
+            raise errors.Unauthorized("this server needs an auth token (Authorization: Bearer ...)")
+
+    router = APIRouter(prefix="/api")
+    guarded = APIRouter(prefix="/api", dependencies=[Depends(require_auth)])
+
+    @router.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @guarded.get("/models")
+    def list_models() -> dict[str, Any]:
+        return {"models": services.downloads.snapshot()}
+
+    @guarded.post("/models/{model_id:path}/download", status_code=202)
+    def download(model_id: str, body: DownloadBody | None = None) -> dict[str, Any]:
+        body = body or DownloadBody()
+        result = services.downloads.start(model_id, languages=body.languages, with_align=body.with_align)
+        return {
+            "status": result.status,
+            "model": services.downloads.describe(services.catalog.get(model_id)),
+        }
+
+    @guarded.post("/models/{model_id:path}/cancel", status_code=202)
+    def cancel(model_id: str) -> dict[str, Any]:
+        services.downloads.cancel(model_id)
+        return {
+            "status": "cancelling",
+            "model": services.downloads.describe(services.catalog.get(model_id)),
+        }
+
+    @guarded.delete("/models/{model_id:path}")
+    def delete(model_id: str) -> dict[str, Any]:
+        spec = services.catalog.get(model_id)
+        freed = services.downloads.delete(spec.id, loaded=services.preload.is_loaded(spec.id))
+        return {
+            "status": "deleted",
+            "freed_bytes": freed,
+            "model": services.downloads.describe(spec),
+        }
+
+    @guarded.get("/models/{model_id:path}")
+    def get_model(model_id: str) -> dict[str, Any]:
+        return services.downloads.describe(services.catalog.get(model_id))
+
+    @guarded.post("/preload/start", status_code=202)
+    def preload_start(body: PreloadBody) -> dict[str, Any]:
+        return services.preload.start(body.model, body.language, body.device)
+
+    @guarded.get("/preload/status")
+    def preload_status() -> dict[str, Any]:
+        return services.preload.status()
+
+    @guarded.post("/preload/clear-cache")
+    def preload_clear() -> dict[str, Any]:
+        return services.preload.clear_cache()
+
+    @guarded.get("/system")
+    def system() -> dict[str, Any]:
+        report = system_report(services.store)
+        report["loaded"] = services.preload.status()
+        report["events"] = {"subscribers": services.bus.subscriber_count}
+        return report
+
+    @guarded.get("/events")
+    async def events(request: Request) -> EventSourceResponse:
+        raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+        last_id = int(raw) if raw and raw.isdigit() else None
+        return EventSourceResponse(
+            _stream(services, last_id),
+            ping=settings.heartbeat_s,
+            ping_message_factory=lambda: ServerSentEvent(event="ping", data="heartbeat"),
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    app.include_router(router)
+    app.include_router(guarded)
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+
+async def _stream(services: Services, last_id: int | None) -> AsyncIterator[dict[str, Any]]:
+    """One client's events. The queue is registered here and removed in ``finally``."""
+    bus = services.bus
+    queue, missed = bus.subscribe(last_id)
+    sent = last_id or 0
+    try:
+        if missed is None:
+            snap_id = bus.last_id
+            snapshot = await asyncio.to_thread(services.snapshot)  # disk reads stay off the loop
+            sent = max(sent, snap_id)
+            yield {"event": "snapshot", "id": str(snap_id), "data": json.dumps(snapshot)}
+        else:
+            for event in missed:
+                sent = event.id
+                yield {"event": event.name, "id": str(event.id), "data": json.dumps(event.data)}
+        while True:
+            event = await queue.get()
+            if event is CLOSED:
+                return
+            if queue.lagging:  # it fell too far behind: a fresh snapshot replaces the backlog
+                queue.lagging = False
+                snap_id = bus.last_id
+                snapshot = await asyncio.to_thread(services.snapshot)
+                sent = snap_id
+                yield {"event": "snapshot", "id": str(snap_id), "data": json.dumps(snapshot)}
+                continue
+            if event.id <= sent:  # already covered by the snapshot or the replay
+                continue
+            sent = event.id
+            yield {"event": event.name, "id": str(event.id), "data": json.dumps(event.data)}
+    finally:
+        bus.unsubscribe(queue)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.ModelMgrError)
+    async def _mgr(request: Request, exc: errors.ModelMgrError) -> JSONResponse:
+        return error_response(status_for(exc), exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = exc.errors()
+        if any(p.get("type") == "json_invalid" for p in problems):
+            return error_response(400, "malformed_json", "the request body is not valid JSON")
+        detail = "; ".join(
+            f"{'.'.join(str(x) for x in p.get('loc', ()) if x != 'body') or 'body'}: {p.get('msg')}"
+            for p in problems
+        )
+        return error_response(422, "validation_error", detail or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if not request.url.path.startswith("/api"):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+
+class BodyLimit:
+    """Refuse API bodies over ``max_bytes`` with 413, counting streamed bodies too.
+
+    Only /api is limited: Gradio's upload routes take audio files.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = f"{self.max_bytes // 1024} KiB"
+        response = error_response(413, "payload_too_large", f"request bodies are limited to {limit}")
+        await response(scope, receive, send)

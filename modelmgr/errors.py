@@ -1,0 +1,98 @@
+"""Every error the managers raise, in one place.
+
+Hierarchy (HTTP status is mapped in ``api.py``, nowhere else)::
+
+    ModelMgrError
+    ├── InvalidInput            bad id, language, device, body           -> 400
+    │   ├── UnknownLanguage
+    │   └── UnknownDevice
+    ├── ModelNotFound           not in the catalog                       -> 404
+    ├── NotDownloading          cancel of something not in flight        -> 409
+    ├── ModelBusy               delete while loaded/downloading, ...     -> 409
+    ├── Unauthorized            missing/wrong auth token                 -> 401
+    ├── PayloadTooLarge         request body over the limit              -> 413
+    ├── DiskFull                not enough free space for a download     -> 507
+    ├── DownloadFailed          the remote side failed us                -> 502
+    │   ├── Offline             offline mode and the files are missing   -> 503
+    │   ├── RemoteNotFound      the hub says the repo/file is gone
+    │   ├── AccessDenied        gated/private repo, token missing        -> 403
+    │   └── IntegrityError      size or hash mismatch after transfer
+    ├── PreloadFailed           loading weights failed                   -> 500
+    └── Cancelled               internal: a transfer was cancelled
+
+Each class has a stable ``code`` for clients and a message a person understands.
+"""
+
+from __future__ import annotations
+
+
+class ModelMgrError(Exception):
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(ModelMgrError):
+    code = "invalid_input"
+
+
+class UnknownLanguage(InvalidInput):
+    code = "unknown_language"
+
+
+class UnknownDevice(InvalidInput):
+    code = "unknown_device"
+
+
+class ModelNotFound(ModelMgrError):
+    code = "model_not_found"
+
+
+class NotDownloading(ModelMgrError):
+    code = "not_downloading"
+
+
+class ModelBusy(ModelMgrError):
+    code = "model_busy"
+
+
+class Unauthorized(ModelMgrError):
+    code = "unauthorized"
+
+
+class PayloadTooLarge(ModelMgrError):
+    code = "payload_too_large"
+
+
+class DiskFull(ModelMgrError):
+    code = "insufficient_storage"
+
+
+class DownloadFailed(ModelMgrError):
+    code = "download_failed"
+
+
+class Offline(DownloadFailed):
+    code = "offline"
+
+
+class RemoteNotFound(DownloadFailed):
+    code = "remote_not_found"
+
+
+class AccessDenied(DownloadFailed):
+    code = "access_denied"
+
+
+class IntegrityError(DownloadFailed):
+    code = "integrity_error"
+
+
+class PreloadFailed(ModelMgrError):
+    code = "preload_failed"
+
+
+class Cancelled(ModelMgrError):
+    code = "cancelled"

@@ -1,0 +1,65 @@
+"""The app factory and the uvicorn server that ends SSE streams before draining.
+
+``create_app`` declares the API first and mounts Gradio at ``/`` last (the
+mount is a catch-all). Gradio is imported only when the UI is wanted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+from .api import install_api
+from .services import Services
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_api_app(services: Services) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services.bus.bind(asyncio.get_running_loop())
+        yield
+        services.shutdown()
+
+    app = FastAPI(title="WhisperX Studio", version="1", lifespan=lifespan)
+    app.state.services = services
+    install_api(app, services)
+    return app
+
+
+def create_app(settings: Settings, *, ui: bool = True) -> FastAPI:
+    services = Services.build(settings)
+    app = create_api_app(services)
+    if ui:
+        import gradio as gr
+
+        from .ui import build_ui
+
+        app = gr.mount_gradio_app(app, build_ui(services), path="/")
+        app.state.services = services
+    return app
+
+
+class StudioServer(uvicorn.Server):
+    """uvicorn waits for open connections before it stops; SSE streams never end
+    on their own, so they are told to end first and shutdown stays prompt."""
+
+    async def shutdown(self, sockets=None) -> None:  # type: ignore[override]
+        services = getattr(getattr(self.config.loaded_app, "state", None), "services", None)
+        if services is None:
+            services = _find_services(self.config.app)
+        if services is not None:
+            services.bus.close()
+        await super().shutdown(sockets=sockets)
+
+
+def _find_services(app: object) -> Services | None:
+    state = getattr(app, "state", None)
+    return getattr(state, "services", None)

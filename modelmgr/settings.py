@@ -1,0 +1,90 @@
+"""Configuration, read once from the environment and passed in.
+
+Nothing else in the project reads ``os.environ``: the app builds one ``Settings``
+at start-up and hands it to every manager, so tests can run many differently
+configured apps in one process. Hugging Face's own variables (``HF_ENDPOINT``,
+``HF_HOME``, ``HF_HUB_CACHE``, ``HF_TOKEN``, ``HF_HUB_OFFLINE``) are honoured
+under their usual names; everything of ours uses the ``MODELMGR_`` prefix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _alias(ours: str, *theirs: str) -> AliasChoices:
+    """Accept our prefixed name first, then the ecosystem's name(s)."""
+    return AliasChoices(f"MODELMGR_{ours}", *theirs)
+
+
+class CustomModel(BaseModel):
+    """A CTranslate2 Whisper repo that is not in faster-whisper's table."""
+
+    repo_id: str
+    language: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELMGR_", extra="ignore")
+
+    # --- server ---
+    host: str = "127.0.0.1"
+    port: int = 7860
+    auth_token: SecretStr | None = None
+    max_body_bytes: int = 1024 * 1024
+
+    # --- where models come from and go to ---
+    hf_endpoint: str = Field("https://huggingface.co", validation_alias=_alias("HF_ENDPOINT", "HF_ENDPOINT"))
+    hf_home: Path = Field(
+        Path.home() / ".cache" / "huggingface", validation_alias=_alias("HF_HOME", "HF_HOME")
+    )
+    hf_hub_cache: Path | None = Field(None, validation_alias=_alias("HF_HUB_CACHE", "HF_HUB_CACHE"))
+    hf_token: SecretStr | None = Field(None, validation_alias=_alias("HF_TOKEN", "HF_TOKEN"))
+    offline: bool = Field(False, validation_alias=_alias("OFFLINE", "HF_HUB_OFFLINE"))
+    torch_home: Path = Field(
+        Path.home() / ".cache" / "torch", validation_alias=_alias("TORCH_HOME", "TORCH_HOME")
+    )
+    torch_models_base_url: str = "https://download.pytorch.org/torchaudio/models"
+    nltk_punkt_url: str = (
+        "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/tokenizers/punkt_tab.zip"
+    )
+    data_dir: Path | None = None
+
+    # --- catalog ---
+    default_languages: list[str] = []
+    custom_models: dict[str, CustomModel] = {}
+
+    # --- downloads ---
+    max_whisper_downloads: int = Field(1, ge=1)
+    max_align_downloads: int = Field(1, ge=1)
+    download_retries: int = Field(4, ge=0)
+    download_timeout_s: float = 30.0
+    min_free_bytes: int = 256 * 1024 * 1024
+
+    # --- events ---
+    progress_interval_s: float = 0.1
+    heartbeat_s: float = 15.0
+    event_replay: int = 2048
+    subscriber_queue: int = 256
+
+    @property
+    def hub_cache(self) -> Path:
+        """The HF hub cache, laid out as huggingface_hub lays it out."""
+        return self.hf_hub_cache or self.hf_home / "hub"
+
+    @property
+    def state_dir(self) -> Path:
+        """Our own files (manifests, nltk data) live beside the HF cache."""
+        return self.data_dir or self.hf_home / "modelmgr"
+
+    @property
+    def torch_checkpoints(self) -> Path:
+        """Where ``torch.hub.load_state_dict_from_url`` caches torchaudio weights."""
+        return self.torch_home / "hub" / "checkpoints"
+
+    @property
+    def nltk_dir(self) -> Path:
+        return self.state_dir / "nltk_data"

@@ -1,0 +1,281 @@
+"""What is on disk: the HF cache inventory, manifests, completeness, delete.
+
+Files live in huggingface_hub's cache layout (``models--org--name/blobs``,
+``snapshots/<commit>/...`` symlinks, ``refs/<revision>``) so every other HF tool
+finds them, and torchaudio bundles live where ``torch.hub`` caches them.
+
+A *manifest* (our own JSON, written before the first byte moves) records the
+commit and, for every file, its size and hash. It is what makes "complete" a
+checkable claim: a model is ``downloaded`` only when every manifest file is in
+place with the right size (``verify`` also checks hashes). Without a manifest
+(files put there by another tool) we fall back to the files a loader needs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from .catalog import ModelSpec
+from .settings import Settings
+
+LocalStatus = Literal["downloaded", "incomplete", "not_downloaded"]
+PARTIAL_SUFFIX = ".incomplete"  # huggingface_hub's own suffix for blobs in flight
+
+# Files a loader cannot do without, for caches we did not write ourselves.
+_REQUIRED = {
+    "whisper": (("model.bin",), ("config.json",), ("tokenizer.json",)),
+    "align": (("config.json",), ("vocab.json",), ("model.safetensors", "pytorch_model.bin")),
+}
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # relative path inside the repo (or the checkpoint file name)
+    size: int
+    url: str
+    sha256: str | None = None  # LFS files: the content hash
+    git_sha1: str | None = None  # regular files: the git blob id
+
+    def hasher(self):
+        """A hash object that ends equal to this file's id when fed its bytes (None: no id known)."""
+        if self.sha256:
+            return hashlib.sha256()
+        if self.git_sha1:
+            h = hashlib.sha1()
+            h.update(b"blob %d\0" % self.size)  # git hashes a header, then the content
+            return h
+        return None
+
+    @property
+    def expected_digest(self) -> str | None:
+        return self.sha256 or self.git_sha1
+
+    @property
+    def etag(self) -> str:
+        """The blob name huggingface_hub uses: sha256 for LFS files, else the git id."""
+        return self.sha256 or self.git_sha1 or f"size-{self.size}"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model_id: str
+    repo_id: str
+    commit: str | None
+    files: tuple[FileEntry, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @classmethod
+    def from_json(cls, raw: dict) -> Manifest:
+        files = tuple(FileEntry(**f) for f in raw["files"])
+        return cls(raw["model_id"], raw["repo_id"], raw.get("commit"), files)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one file of a manifest is written: partial first, then the final blob."""
+
+    entry: FileEntry
+    final: Path
+    partial: Path
+
+
+@dataclass(frozen=True)
+class LocalState:
+    status: LocalStatus
+    bytes_present: int
+    bytes_total: int | None
+    path: Path | None
+
+
+def select_files(spec: ModelSpec, paths: list[str]) -> list[str]:
+    """The repo files a model needs: its patterns, and one weights format only."""
+    chosen = [p for p in paths if any(fnmatch.fnmatch(p, pat) for pat in spec.patterns)]
+    if "model.safetensors" in chosen and "pytorch_model.bin" in chosen:
+        chosen.remove("pytorch_model.bin")  # transformers prefers safetensors
+    return chosen
+
+
+class Store:
+    def __init__(self, settings: Settings) -> None:
+        self.hub_cache = settings.hub_cache
+        self.checkpoints = settings.torch_checkpoints
+        self.manifests = settings.state_dir / "manifests"
+
+    # --- layout ---
+    def repo_dir(self, spec: ModelSpec) -> Path:
+        return self.hub_cache / ("models--" + spec.repo_id.replace("/", "--"))
+
+    def _manifest_file(self, spec: ModelSpec) -> Path:
+        return self.manifests / (spec.repo_id.replace("/", "--") + ".json")
+
+    def targets(self, spec: ModelSpec, manifest: Manifest) -> list[Target]:
+        out = []
+        for entry in manifest.files:
+            if spec.source == "torchaudio":
+                final = self.checkpoints / entry.path
+            else:
+                final = self.repo_dir(spec) / "blobs" / entry.etag
+            out.append(Target(entry, final, final.with_name(final.name + PARTIAL_SUFFIX)))
+        return out
+
+    def _snapshot_dir(self, spec: ModelSpec, commit: str | None) -> Path | None:
+        if commit is None:
+            ref = self.repo_dir(spec) / "refs" / spec.revision
+            if not ref.is_file():
+                return None
+            commit = ref.read_text().strip()
+        return self.repo_dir(spec) / "snapshots" / commit
+
+    # --- manifests ---
+    def save_manifest(self, spec: ModelSpec, manifest: Manifest) -> None:
+        self.manifests.mkdir(parents=True, exist_ok=True)
+        path = self._manifest_file(spec)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(manifest), indent=1))
+        os.replace(tmp, path)  # atomic: a crash never leaves half a manifest
+
+    def load_manifest(self, spec: ModelSpec) -> Manifest | None:
+        try:
+            return Manifest.from_json(json.loads(self._manifest_file(spec).read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    # --- state ---
+    def local_state(self, spec: ModelSpec) -> LocalState:
+        manifest = self.load_manifest(spec)
+        if manifest is None:
+            return self._state_without_manifest(spec)
+        present = 0
+        complete = True
+        for target, placed in zip(
+            self.targets(spec, manifest), self._placed_files(spec, manifest), strict=True
+        ):
+            size = _size(placed)
+            if size == target.entry.size:
+                present += size
+                continue
+            complete = False
+            present += _size(target.partial) or 0
+        path = self.model_path(spec, manifest)
+        if complete:
+            return LocalState("downloaded", present, manifest.total_bytes, path)
+        started = present > 0 or self.repo_dir(spec).exists()
+        return LocalState("incomplete" if started else "not_downloaded", present, manifest.total_bytes, None)
+
+    def _placed_files(self, spec: ModelSpec, manifest: Manifest) -> list[Path]:
+        """Where a loader looks for each file (the snapshot link, or the checkpoint)."""
+        if spec.source == "torchaudio":
+            return [self.checkpoints / f.path for f in manifest.files]
+        snap = self._snapshot_dir(spec, manifest.commit)
+        return [snap / f.path if snap else Path("/nonexistent") for f in manifest.files]
+
+    def _state_without_manifest(self, spec: ModelSpec) -> LocalState:
+        if spec.source == "torchaudio":
+            file = self.checkpoints / (spec.filename or "")
+            size = _size(file)
+            if size:
+                return LocalState("downloaded", size, size, file)
+            return LocalState("not_downloaded", 0, None, None)
+        snap = self._snapshot_dir(spec, None)
+        if (
+            snap
+            and snap.is_dir()
+            and all(any((snap / n).is_file() for n in alts) for alts in _REQUIRED[spec.kind])
+        ):
+            size = sum(_size(p) or 0 for p in snap.rglob("*") if p.is_file())
+            return LocalState("downloaded", size, size, snap)
+        status: LocalStatus = "incomplete" if self.repo_dir(spec).exists() else "not_downloaded"
+        return LocalState(status, 0, None, None)
+
+    def model_path(self, spec: ModelSpec, manifest: Manifest | None = None) -> Path | None:
+        """What to hand a loader: the snapshot folder, or the checkpoint file."""
+        if spec.source == "torchaudio":
+            return self.checkpoints / (spec.filename or "")
+        manifest = manifest or self.load_manifest(spec)
+        return self._snapshot_dir(spec, manifest.commit if manifest else None)
+
+    def verify(self, spec: ModelSpec) -> list[str]:
+        """Re-hash every file of a model; returns the problems found (empty: whole)."""
+        manifest = self.load_manifest(spec)
+        if manifest is None:
+            return [f"{spec.id}: no manifest, nothing to verify against"]
+        problems = []
+        for entry, placed in zip(manifest.files, self._placed_files(spec, manifest), strict=True):
+            if _size(placed) != entry.size:
+                problems.append(f"{entry.path}: missing or wrong size")
+                continue
+            hasher = entry.hasher()
+            if hasher is None:
+                continue
+            with placed.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    hasher.update(block)
+            if hasher.hexdigest() != entry.expected_digest:
+                problems.append(f"{entry.path}: checksum mismatch")
+        return problems
+
+    # --- changes ---
+    def link_snapshot(self, spec: ModelSpec, manifest: Manifest, revision: str) -> Path | None:
+        """Point ``snapshots/<commit>/<path>`` at the blobs and record the ref, as the HF cache does."""
+        if spec.source == "torchaudio":
+            return self.model_path(spec)
+        assert manifest.commit is not None
+        repo = self.repo_dir(spec)
+        snap = repo / "snapshots" / manifest.commit
+        for target in self.targets(spec, manifest):
+            link = snap / target.entry.path
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(os.path.relpath(target.final, link.parent))
+        ref = repo / "refs" / revision
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(manifest.commit)
+        return snap
+
+    def remove_partials(self, spec: ModelSpec) -> None:
+        manifest = self.load_manifest(spec)
+        if manifest is None:
+            return
+        for target in self.targets(spec, manifest):
+            target.partial.unlink(missing_ok=True)
+
+    def delete(self, spec: ModelSpec) -> int:
+        """Remove a model's files and manifest; returns the bytes freed."""
+        freed = 0
+        if spec.source == "torchaudio":
+            for path in (self.checkpoints / (spec.filename or ""),):
+                for p in (path, path.with_name(path.name + PARTIAL_SUFFIX)):
+                    freed += _size(p) or 0
+                    p.unlink(missing_ok=True)
+        else:
+            repo = self.repo_dir(spec)
+            if repo.exists():
+                freed = sum(_size(p) or 0 for p in repo.rglob("*") if p.is_file() and not p.is_symlink())
+                shutil.rmtree(repo)
+        self._manifest_file(spec).unlink(missing_ok=True)
+        return freed
+
+    def free_bytes(self) -> int:
+        """Free space on the disk that holds the cache (its nearest existing parent)."""
+        path = self.hub_cache
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        return shutil.disk_usage(path).free
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None

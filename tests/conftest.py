@@ -1,0 +1,171 @@
+"""Shared fixtures: the offline test world.
+
+* ``tiny_models``: real but tiny models, generated once per session.
+* ``hub``: a local HF-compatible server (tests/hub.py) publishing them under the
+  names the catalog uses, plus a torchaudio checkpoint and nltk's punkt_tab.
+* ``settings`` / ``services``: a fresh cache per test, pointed at the hub.
+* ``live_server``: the real app under uvicorn on 127.0.0.1 (SSE needs a socket).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.utils import _detect_agent
+
+from modelmgr.server import StudioServer, create_app
+from modelmgr.services import Services
+from modelmgr.settings import Settings
+from tests import tiny_models
+from tests.hub import FakeHub
+
+WHISPER_REPOS = (
+    "Systran/faster-whisper-tiny",
+    "Systran/faster-whisper-base",
+    "Systran/faster-whisper-tiny.en",
+)
+ZH_ALIGN = "jonatasgrosman/wav2vec2-large-xlsr-53-chinese-zh-cn"
+JA_ALIGN = "jonatasgrosman/wav2vec2-large-xlsr-53-japanese"
+EN_BUNDLE_FILE = "wav2vec2_fairseq_base_ls960_asr_ls960.pth"
+PUNKT_ZIP = "/nltk/punkt_tab.zip"
+
+
+# huggingface_hub probes {HF_ENDPOINT default}/api/agent-harnesses while building
+# headers unless telemetry is off: keep every test away from the real Hub.
+hf_constants.HF_HUB_DISABLE_TELEMETRY = True
+_detect_agent._registry = _detect_agent._EMPTY_REGISTRY
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
+    """Poll ``predicate`` until it is truthy; fail after a generous deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    whisper: Path
+    wav2vec2: Path
+    nltk_root: Path
+    wav: Path
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    root = tmp_path_factory.mktemp("tiny-models")
+    return TinyModels(
+        whisper=tiny_models.build_tiny_whisper(root / "whisper"),
+        wav2vec2=tiny_models.build_tiny_wav2vec2(root / "wav2vec2"),
+        nltk_root=tiny_models.build_punkt_tab(root / "nltk"),
+        wav=tiny_models.make_wav(root / "speech.wav"),
+    )
+
+
+def _punkt_zip(nltk_root: Path) -> bytes:
+    buffer = io.BytesIO()
+    base = nltk_root / "tokenizers"
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for path in sorted((base / "punkt_tab").rglob("*")):
+            zf.write(path, path.relative_to(base).as_posix())
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def hub_session(tiny: TinyModels) -> Iterator[FakeHub]:
+    with FakeHub() as hub:
+        for repo in WHISPER_REPOS:
+            hub.add_repo_from_dir(repo, tiny.whisper)
+        hub.add_repo_from_dir(ZH_ALIGN, tiny.wav2vec2)
+        hub.add_repo_from_dir(JA_ALIGN, tiny.wav2vec2)
+        hub.add_static(f"/torchaudio/models/{EN_BUNDLE_FILE}", bytes(range(256)) * 1200)
+        hub.add_static(PUNKT_ZIP, _punkt_zip(tiny.nltk_root))
+        yield hub
+
+
+@pytest.fixture
+def hub(hub_session: FakeHub) -> Iterator[FakeHub]:
+    """The session hub with clean counters and no faults, restored after the test."""
+    hub_session.reset_counters()
+    yield hub_session
+    hub_session.set_throttle(None)
+    hub_session.resume()
+    hub_session.reset_counters()
+
+
+@pytest.fixture
+def settings(hub: FakeHub, tmp_path: Path) -> Settings:
+    return Settings(
+        hf_endpoint=hub.url,
+        hf_home=tmp_path / "hf",
+        hf_hub_cache=None,
+        hf_token=None,
+        offline=False,
+        torch_home=tmp_path / "torch",
+        torch_models_base_url=f"{hub.url}/torchaudio/models",
+        nltk_punkt_url=f"{hub.url}{PUNKT_ZIP}",
+        progress_interval_s=0.05,
+        min_free_bytes=0,
+        download_retries=2,
+        default_languages=[],
+    )
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    built = Services.build(settings)
+    yield built
+    built.shutdown()
+
+
+@dataclass
+class LiveServer:
+    url: str
+    services: Services
+    server: StudioServer
+
+
+@contextmanager
+def run_server(settings: Settings, *, ui: bool = False) -> Iterator[LiveServer]:
+    """The real app on a free 127.0.0.1 port, lifespan on, stopped promptly."""
+    app = create_app(settings, ui=ui)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="on",
+        log_level="warning",
+        timeout_graceful_shutdown=3,
+    )
+    server = StudioServer(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    wait_until(lambda: server.started or not thread.is_alive(), 60, "uvicorn to start")
+    assert server.started, "uvicorn failed to start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", app.state.services, server)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        assert not thread.is_alive(), "uvicorn did not stop"
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[LiveServer]:
+    with run_server(settings) as live:
+        yield live
