@@ -28,6 +28,7 @@ from typing import Any
 from .catalog import Catalog, ModelSpec
 from .errors import Cancelled, DiskFull, IntegrityError, ModelBusy, ModelMgrError, NotDownloading
 from .events import EventBus
+from .nltk_data import ensure_punkt
 from .remote import Remote
 from .settings import Settings
 from .store import Store
@@ -355,6 +356,8 @@ class DownloadManager:
         self.store.link_snapshot(spec, manifest, spec.revision)
         if self.store.local_state(spec).status != "downloaded":
             raise IntegrityError(f"{spec.id}: files are missing after the download")
+        if spec.kind == "align":
+            ensure_punkt(self.settings)  # whisperx.align needs it; never a surprise download later
 
     def _advance(self, job: Job, nbytes: int) -> None:
         """Called by the transfer for every chunk; publishes at a bounded rate."""

@@ -40,9 +40,13 @@ def load_whisper(path: Path, device: str, compute_type: str) -> Any:
     return WhisperModel(str(path), device=device, compute_type=compute_type)
 
 
-def load_aligner(spec: ModelSpec, language: str, path: Path, device: str) -> tuple[Any, dict]:
+def load_aligner(spec: ModelSpec, language: str, path: Path, device: str, nltk_dir: Path) -> tuple[Any, dict]:
     """whisperx's own loader, pointed at our files so it never goes to the network."""
+    import nltk
     import whisperx
+
+    if str(nltk_dir) not in nltk.data.path:
+        nltk.data.path.insert(0, str(nltk_dir))  # whisperx.align finds punkt_tab here, offline
 
     if spec.source == "torchaudio":
         return whisperx.load_align_model(

@@ -20,6 +20,8 @@ from .catalog import Catalog, ModelSpec
 from .downloads import DownloadManager
 from .errors import DownloadFailed, InvalidInput, ModelBusy, ModelMgrError
 from .events import EventBus
+from .nltk_data import ensure_punkt
+from .settings import Settings
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,10 @@ class Request:
 
 
 class PreloadManager:
-    def __init__(self, catalog: Catalog, store: Store, downloads: DownloadManager, bus: EventBus) -> None:
+    def __init__(
+        self, settings: Settings, catalog: Catalog, store: Store, downloads: DownloadManager, bus: EventBus
+    ) -> None:
+        self.settings = settings
         self.catalog = catalog
         self.store = store
         self.downloads = downloads
@@ -112,7 +117,7 @@ class PreloadManager:
         self._wait_downloaded(spec)
         path = self.store.model_path(spec)
         assert path is not None
-        loaded = loaders.load_aligner(spec, language, path, device)
+        loaded = loaders.load_aligner(spec, language, path, device, ensure_punkt(self.settings))
         with self._lock:
             self._aligners[language] = loaded
         return loaded
@@ -176,8 +181,9 @@ class PreloadManager:
             if align_spec is not None and request.language:
                 align_path = self.store.model_path(align_spec)
                 assert align_path is not None
+                nltk_dir = ensure_punkt(self.settings)
                 aligners[request.language] = loaders.load_aligner(
-                    align_spec, request.language, align_path, device
+                    align_spec, request.language, align_path, device, nltk_dir
                 )
             memory = loaders.memory_report()
             with self._lock:

@@ -7,18 +7,11 @@ on a plain web server (download.pytorch.org or a mirror): a HEAD gives the size.
 
 from __future__ import annotations
 
+from functools import cached_property
+from typing import Any
 from urllib.parse import quote
 
 import httpx
-from huggingface_hub import HfApi
-from huggingface_hub.errors import (
-    GatedRepoError,
-    HfHubHTTPError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-from huggingface_hub.utils import build_hf_headers
 
 from .catalog import ModelSpec
 from .errors import AccessDenied, DownloadFailed, Offline, RemoteNotFound
@@ -27,15 +20,36 @@ from .store import FileEntry, Manifest, select_files
 
 
 class Remote:
+    """huggingface_hub is imported on first use: it costs about a second of start-up."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        token = settings.hf_token.get_secret_value() if settings.hf_token else False
         self.endpoint = settings.hf_endpoint.rstrip("/")
-        self.api = HfApi(endpoint=self.endpoint, token=token)
-        self.headers = build_hf_headers(token=token, library_name="whisperx-studio")
+        self._token: str | bool = settings.hf_token.get_secret_value() if settings.hf_token else False
+
+    @cached_property
+    def api(self) -> Any:
+        from huggingface_hub import HfApi
+
+        return HfApi(endpoint=self.endpoint, token=self._token)
+
+    @cached_property
+    def headers(self) -> dict[str, str]:
+        """Auth and user-agent headers for file downloads from the hub (never for other hosts)."""
+        from huggingface_hub.utils import build_hf_headers
+
+        return build_hf_headers(token=self._token, library_name="whisperx-studio")
 
     def resolve(self, spec: ModelSpec) -> Manifest:
         """Ask the hub (or mirror) what the model consists of, right now."""
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            HfHubHTTPError,
+            OfflineModeIsEnabled,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
         if self.settings.offline:
             raise Offline(f"{spec.id} is not fully downloaded and offline mode (HF_HUB_OFFLINE) is on")
         try:

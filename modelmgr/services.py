@@ -28,7 +28,7 @@ class Services:
         store = Store(settings)
         bus = EventBus(replay=settings.event_replay, queue_size=settings.subscriber_queue)
         downloads = DownloadManager(settings, catalog, store, Remote(settings), bus)
-        preload = PreloadManager(catalog, store, downloads, bus)
+        preload = PreloadManager(settings, catalog, store, downloads, bus)
         return cls(settings, catalog, store, bus, downloads, preload)
 
     def snapshot(self) -> dict:
