@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 
+import uvicorn
+
 from modelmgr.server import StudioServer, create_app
 from modelmgr.settings import Settings
+from modelmgr.share import share_in_background
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,9 +30,13 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings, ui=not args.no_ui)
-    config = __import__("uvicorn").Config(
-        app, host=settings.host, port=settings.port, timeout_graceful_shutdown=5, log_level="info"
-    )
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, timeout_graceful_shutdown=5)
+    if args.share:
+        if settings.auth_token is None:
+            logging.warning(
+                "--share without --auth-token: anyone with the link can download and delete models"
+            )
+        share_in_background(settings.host, settings.port)
     StudioServer(config).run()
 
 
