@@ -93,3 +93,23 @@ def test_cuda_on_a_machine_without_it_is_a_clear_error(live_server: LiveServer, 
     httpx.post(f"{live_server.url}/api/preload/start", json={"model": "tiny", "device": "cuda"})
     failed = wait_state(live_server, "ready", "error")
     assert failed["state"] == "error" and "CUDA" in failed["error"]
+
+
+def test_preload_on_cuda_reports_gpu_memory(live_server: LiveServer, hub: FakeHub) -> None:
+    from modelmgr.loaders import cuda_available
+
+    if not cuda_available():
+        import pytest
+
+        pytest.skip("no CUDA device on this machine: the GPU path runs only where one exists")
+    httpx.post(
+        f"{live_server.url}/api/preload/start", json={"model": "tiny", "language": "zh", "device": "cuda"}
+    )
+    ready = wait_state(live_server, "ready", "error")
+    assert ready["state"] == "ready", ready["error"]
+    assert ready["device"] == "cuda" and ready["whisper"]["compute_type"] == "float16"
+    assert ready["memory"]["cuda"]["total_bytes"] > 0
+    system = httpx.get(f"{live_server.url}/api/system").json()
+    assert system["gpu"]["available"] is True and system["gpu"]["free_bytes"] > 0
+    cleared = httpx.post(f"{live_server.url}/api/preload/clear-cache").json()
+    assert cleared["status"]["state"] == "idle"
