@@ -114,6 +114,7 @@ class DownloadManager:
         self._outcomes: dict[str, Job] = {}  # the last finished job per model (to show errors)
         self._deleting: set[str] = set()
         self._threads: set[threading.Thread] = set()
+        self._stopping = False  # shutdown: interrupted jobs keep their partial files to resume later
         self.transfers_started = 0  # worker threads ever started; read by tests and benchmarks
 
     # --- requests ---
@@ -201,7 +202,8 @@ class DownloadManager:
         return self._jobs.get(model_id) or self._outcomes.get(model_id)
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
-        """Cancel everything in flight and wait briefly for the workers."""
+        """Stop everything in flight, keeping partial files, and wait briefly for the workers."""
+        self._stopping = True
         with self._lock:
             jobs = list(self._jobs.values())
             threads = list(self._threads)
@@ -301,7 +303,8 @@ class DownloadManager:
             self._transfer(job)
             job.status = "downloaded"
         except Cancelled:
-            self.store.remove_partials(spec)
+            if not self._stopping:  # a person cancelled: leave nothing behind
+                self.store.remove_partials(spec)
             job.status = "cancelled"
         except ModelMgrError as exc:
             job.status, job.error = "error", exc.message

@@ -269,3 +269,26 @@ def test_cache_written_by_us_is_readable_by_huggingface_hub(
     assert [r.repo_id for r in info.repos] == [TINY]
     local = snapshot_download(TINY, cache_dir=settings.hub_cache, local_files_only=True)
     assert (Path(local) / "model.bin").read_bytes() == (tiny.whisper / "model.bin").read_bytes()
+
+
+def test_shutdown_keeps_partials_and_the_next_process_resumes(settings, hub: FakeHub) -> None:
+    hub.set_throttle(500_000)
+    first = Services.build(settings)
+    first.downloads.start("tiny", with_align=False)
+    spec = first.catalog.get("tiny")
+    wait_until(lambda: first.downloads.describe(spec)["progress"]["bytes_done"] > 600_000, what="some bytes")
+    first.shutdown()
+    assert partials(settings.hf_home), "the interrupted download left its partial file"
+    assert first.store.local_state(spec).status == "incomplete"
+    hub.set_throttle(None)
+    sent_before = sum(hub.bytes_sent(TINY, p) for p in whisper_files(hub, TINY))
+    second = Services.build(settings)
+    try:
+        second.downloads.start("tiny", with_align=False)
+        wait_status(second, "tiny", "downloaded")
+        total = second.store.load_manifest(spec).total_bytes
+        sent = sum(hub.bytes_sent(TINY, p) for p in whisper_files(hub, TINY))
+        assert sent - sent_before < total - 500_000, "resumed, not started over"
+        assert second.store.verify(spec) == []
+    finally:
+        second.shutdown()
