@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -42,23 +41,10 @@ hf_constants.HF_HUB_DISABLE_TELEMETRY = True
 _detect_agent._registry = _detect_agent._EMPTY_REGISTRY
 
 
-@dataclass(frozen=True)
-class TinyModels:
-    whisper: Path
-    wav2vec2: Path
-    nltk_root: Path
-    wav: Path
-
-
 @pytest.fixture(scope="session")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
-    root = tmp_path_factory.mktemp("tiny-models")
-    return TinyModels(
-        whisper=tiny_models.build_tiny_whisper(root / "whisper"),
-        wav2vec2=tiny_models.build_tiny_wav2vec2(root / "wav2vec2"),
-        nltk_root=tiny_models.build_punkt_tab(root / "nltk"),
-        wav=tiny_models.make_wav(root / "speech.wav"),
-    )
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tiny_models.TinyModels:
+    """Real tiny models (CTranslate2 Whisper, wav2vec2), punkt_tab and a wav, built once."""
+    return tiny_models.build_all(tmp_path_factory.mktemp("tiny-models"))
 
 
 def _punkt_zip(nltk_root: Path) -> bytes:
@@ -71,7 +57,7 @@ def _punkt_zip(nltk_root: Path) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def hub_session(tiny: TinyModels) -> Iterator[FakeHub]:
+def hub_session(tiny: tiny_models.TinyModels) -> Iterator[FakeHub]:
     with FakeHub() as hub:
         for repo in WHISPER_REPOS:
             hub.add_repo_from_dir(repo, tiny.whisper)

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from httpx_sse import connect_sse
+from pydantic import SecretStr
 
 from tests.conftest import LiveServer, run_server, wait_until
 from tests.hub import FakeHub

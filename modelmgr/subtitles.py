@@ -1,0 +1,222 @@
+"""Transcript data model and subtitle writers (SRT, WebVTT, JSON, plain text).
+
+Pure Python on purpose: the UI and API can import it to re-render results
+without pulling in torch or whisperx.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "Segment",
+    "Transcript",
+    "Word",
+    "format_timestamp",
+    "from_json",
+    "to_dict",
+    "to_json",
+    "to_srt",
+    "to_txt",
+    "to_vtt",
+    "write_all",
+]
+
+
+@dataclass(frozen=True)
+class Word:
+    """One aligned word; times/score are None when the aligner could not place it."""
+
+    text: str
+    start: float | None
+    end: float | None
+    score: float | None
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True)
+class Transcript:
+    language: str
+    duration: float
+    segments: tuple[Segment, ...] = ()
+
+
+def _to_millis(seconds: float | None) -> int:
+    """Round once to whole milliseconds so 59.9996 s becomes 01:00.000, never 59.1000."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return 0
+    return int(round(seconds * 1000))
+
+
+def format_timestamp(seconds: float, *, decimal_marker: str = ",") -> str:
+    """HH:MM:SS<marker>mmm; hours keep growing past 99 rather than wrapping."""
+    ms = _to_millis(seconds)
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal_marker}{ms:03d}"
+
+
+def _cue_text(text: str) -> str:
+    """Cue payload: stripped, without blank lines (a blank line ends a cue)."""
+    lines = [line.strip() for line in text.strip().splitlines()]
+    return "\n".join(line for line in lines if line)
+
+
+def _cues(t: Transcript) -> list[tuple[int, int, str]]:
+    """(start_ms, end_ms, text) per non-empty segment, with end >= start."""
+    cues = []
+    for seg in t.segments:
+        text = _cue_text(seg.text)
+        if not text:
+            continue
+        start = _to_millis(seg.start)
+        end = max(start, _to_millis(seg.end))
+        cues.append((start, end, text))
+    return cues
+
+
+def _ms(ms: int, marker: str) -> str:
+    return format_timestamp(ms / 1000, decimal_marker=marker)
+
+
+def to_srt(t: Transcript) -> str:
+    """SubRip: 1-based cue numbers, HH:MM:SS,mmm, cues separated by a blank line."""
+    blocks = [
+        f"{i}\n{_ms(start, ',')} --> {_ms(end, ',')}\n{text}\n"
+        for i, (start, end, text) in enumerate(_cues(t), start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def _vtt_escape(text: str) -> str:
+    # WebVTT cue text is markup: escape it, and "-->" may not appear in a cue at all.
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("--&gt;", "-&gt;")
+
+
+def to_vtt(t: Transcript) -> str:
+    """WebVTT: "WEBVTT" header, HH:MM:SS.mmm timings, escaped cue text."""
+    blocks = ["WEBVTT\n"]
+    blocks += [
+        f"{_ms(start, '.')} --> {_ms(end, '.')}\n{_vtt_escape(text)}\n" for start, end, text in _cues(t)
+    ]
+    return "\n".join(blocks)
+
+
+def _json_time(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), 3)
+
+
+def to_dict(t: Transcript) -> dict:
+    return {
+        "language": t.language,
+        "duration": _json_time(t.duration),
+        "segments": [
+            {
+                "start": _json_time(seg.start),
+                "end": _json_time(seg.end),
+                "text": seg.text,
+                "words": [
+                    {
+                        "word": w.text,
+                        "start": _json_time(w.start),
+                        "end": _json_time(w.end),
+                        "score": _json_time(w.score),
+                    }
+                    for w in seg.words
+                ],
+            }
+            for seg in t.segments
+        ],
+    }
+
+
+def to_json(t: Transcript) -> str:
+    """JSON with a stable schema; None/NaN times become null (NaN is not valid JSON)."""
+    return json.dumps(to_dict(t), ensure_ascii=False, indent=2) + "\n"
+
+
+def _opt_float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def from_json(text: str) -> Transcript:
+    """Inverse of `to_json`, so stored results can be re-rendered in other formats."""
+    data = json.loads(text)
+    return Transcript(
+        language=str(data.get("language") or ""),
+        duration=float(data.get("duration") or 0.0),
+        segments=tuple(
+            Segment(
+                start=float(seg["start"]),
+                end=float(seg["end"]),
+                text=str(seg["text"]),
+                words=tuple(
+                    Word(
+                        text=str(w["word"]),
+                        start=_opt_float(w.get("start")),
+                        end=_opt_float(w.get("end")),
+                        score=_opt_float(w.get("score")),
+                    )
+                    for w in seg.get("words", ())
+                ),
+            )
+            for seg in data.get("segments", ())
+        ),
+    )
+
+
+def to_txt(t: Transcript) -> str:
+    """Plain text, one segment per line."""
+    lines = [_cue_text(seg.text).replace("\n", " ") for seg in t.segments]
+    lines = [line for line in lines if line]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+_WRITERS = {"srt": to_srt, "vtt": to_vtt, "json": to_json, "txt": to_txt}
+_BAD_STEM = re.compile(r"[/\\\x00]")
+
+
+def _atomic_write(path: Path, content: str) -> None:
+    """Write via a temp file + rename so a crash never leaves a half-written subtitle."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_all(t: Transcript, out_dir: Path, stem: str) -> dict[str, Path]:
+    """Write <stem>.srt/.vtt/.json/.txt into `out_dir`; returns {format: path}.
+
+    `stem` must be a bare file name (it often comes from an uploaded file name).
+    """
+    if not stem or stem in {".", ".."} or _BAD_STEM.search(stem):
+        raise ValueError(f"invalid output file stem: {stem!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for ext, writer in _WRITERS.items():
+        path = out_dir / f"{stem}.{ext}"
+        _atomic_write(path, writer(t))
+        paths[ext] = path
+    return paths
