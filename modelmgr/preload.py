@@ -46,6 +46,7 @@ class PreloadManager:
         self.bus = bus
         # _lock guards every field below; never held while loading or waiting.
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # notified on every state change
         self._state = "idle"
         self._request: Request | None = None
         self._error: str | None = None
@@ -80,6 +81,7 @@ class PreloadManager:
                 )
             self._request = request
             self._state, self._error = "downloading", None
+            self._changed.notify_all()
             thread = threading.Thread(target=self._run, args=(request, spec), name="preload", daemon=True)
             status = self._status_locked()
         self.bus.publish("preload", status)
@@ -87,18 +89,20 @@ class PreloadManager:
         return status
 
     def ensure_ready(self, model: str, language: str | None, device: str, timeout_s: float = 3600) -> None:
-        """Block (in a worker thread) until the requested models are loaded."""
+        """Block (in a worker thread, never on the event loop) until the requested models are loaded."""
+        request, _ = self.validate(model, language, device)
         self.start(model, language, device)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                state, error = self._state, self._error
-            if state == "ready":
-                return
-            if state == "error":
-                raise DownloadFailed(error or "preload failed")
-            time.sleep(0.05)
-        raise DownloadFailed("timed out waiting for the models to load")
+        with self._changed:
+            settled = self._changed.wait_for(
+                lambda: self._request != request or self._state in ("ready", "error"), timeout_s
+            )
+            state, error, current = self._state, self._error, self._request
+        if not settled:
+            raise DownloadFailed("timed out waiting for the models to load")
+        if current != request:
+            raise ModelBusy("another preload replaced this one; try again")
+        if state == "error":
+            raise DownloadFailed(error or "preload failed")
 
     def whisper(self) -> Any:
         with self._lock:
@@ -131,6 +135,7 @@ class PreloadManager:
             self._aligners.clear()
             self._whisper_info = self._align_info = None
             self._state, self._request, self._error, self._loaded_at = "idle", None, None, None
+            self._changed.notify_all()
         before = loaders.memory_report() if unloaded else None
         loaders.release_memory()
         after = loaders.memory_report()
@@ -197,6 +202,7 @@ class PreloadManager:
                 )
                 self._loaded_at, self._memory = time.time(), memory
                 self._state = "ready"
+                self._changed.notify_all()
                 status = self._status_locked()
             self.bus.publish("preload", status)
         except ModelMgrError as exc:
@@ -219,6 +225,7 @@ class PreloadManager:
         with self._lock:
             self._state = fields.get("state", self._state)
             self._error = fields.get("error")
+            self._changed.notify_all()
             status = self._status_locked()
         self.bus.publish("preload", status)
 

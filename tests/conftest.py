@@ -90,6 +90,7 @@ def settings(hub: FakeHub, tmp_path: Path) -> Settings:
         torch_models_base_url=f"{hub.url}/torchaudio/models",
         nltk_punkt_url=f"{hub.url}{PUNKT_ZIP}",
         progress_interval_s=0.05,
+        heartbeat_s=1.0,  # a reader that has left notices within a second
         min_free_bytes=0,
         download_retries=2,
         default_languages=[],

@@ -26,6 +26,7 @@ class SSEReader:
     def __init__(self, url: str, last_event_id: str | None = None) -> None:
         self.events: list = []
         self._cond = threading.Condition()
+        self._stop = threading.Event()
         self._client = httpx.Client(timeout=httpx.Timeout(60, connect=10))
         headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
         self._thread = threading.Thread(target=self._read, args=(url, headers), daemon=True)
@@ -35,6 +36,8 @@ class SSEReader:
         try:
             with connect_sse(self._client, "GET", url, headers=headers) as source:
                 for event in source.iter_sse():
+                    if self._stop.is_set():
+                        return
                     with self._cond:
                         self.events.append(event)
                         self._cond.notify_all()
@@ -60,6 +63,7 @@ class SSEReader:
             return self._cond.wait_for(lambda: self.ended, timeout)
 
     def close(self) -> None:
+        self._stop.set()  # the reader leaves at the next event or heartbeat
         self._client.close()
         self._thread.join(10)
 
@@ -341,3 +345,12 @@ def test_shutdown_ends_open_streams_promptly(settings) -> None:
 def test_read_routes_answer_json(live_server: LiveServer, path: str) -> None:
     response = httpx.get(f"{live_server.url}{path}")
     assert response.status_code == 200 and response.headers["content-type"].startswith("application/json")
+
+
+def test_idle_stream_gets_heartbeats(live_server: LiveServer) -> None:
+    reader = SSEReader(f"{live_server.url}/api/events")
+    try:
+        reader.wait_for(lambda ev: any(e.event == "ping" for e in ev), 30, "a heartbeat")
+        assert all(not e.id for e in reader.events if e.event == "ping"), "heartbeats do not move Last-Event-ID"
+    finally:
+        reader.close()

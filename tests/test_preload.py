@@ -113,3 +113,19 @@ def test_preload_on_cuda_reports_gpu_memory(live_server: LiveServer, hub: FakeHu
     assert system["gpu"]["available"] is True and system["gpu"]["free_bytes"] > 0
     cleared = httpx.post(f"{live_server.url}/api/preload/clear-cache").json()
     assert cleared["status"]["state"] == "idle"
+
+
+def test_ensure_ready_blocks_until_loaded_and_reports_errors(services, hub: FakeHub) -> None:
+    services.preload.ensure_ready("tiny", "zh", "cpu", timeout_s=LOAD_TIMEOUT)
+    assert services.preload.status()["state"] == "ready"
+    assert services.preload.whisper() is not None and services.preload.aligner("zh") is not None
+    services.preload.clear_cache()
+    hub.fail("model.bin", 404, times=5)
+    services.downloads.delete("tiny")
+    import pytest
+
+    from modelmgr.errors import DownloadFailed
+
+    with pytest.raises(DownloadFailed, match="could not be downloaded"):
+        services.preload.ensure_ready("tiny", None, "cpu", timeout_s=LOAD_TIMEOUT)
+    hub.fail("model.bin", 404, times=0)
