@@ -266,12 +266,18 @@ class Store:
         self._manifest_file(spec).unlink(missing_ok=True)
         return freed
 
-    def free_bytes(self) -> int:
-        """Free space on the disk that holds the cache (its nearest existing parent)."""
+    def _existing_cache_parent(self) -> Path:
         path = self.hub_cache
         while not path.exists() and path != path.parent:
             path = path.parent
-        return shutil.disk_usage(path).free
+        return path
+
+    def free_bytes(self) -> int:
+        """Free space on the disk that holds the cache (its nearest existing parent)."""
+        return shutil.disk_usage(self._existing_cache_parent()).free
+
+    def disk_total_bytes(self) -> int:
+        return shutil.disk_usage(self._existing_cache_parent()).total
 
 
 def _size(path: Path) -> int | None:

@@ -13,12 +13,12 @@ from .store import Store
 
 def system_report(store: Store) -> dict[str, Any]:
     vm = psutil.virtual_memory()
-    free = store.free_bytes()
+    free, total = store.free_bytes(), store.disk_total_bytes()
     return {
         "cpu": {"count": os.cpu_count(), "percent": psutil.cpu_percent(interval=None)},
         "ram": {"total_bytes": vm.total, "available_bytes": vm.available, "percent": vm.percent},
         "gpu": _gpu(),
-        "disk": {"path": str(store.hub_cache), "free_bytes": free},
+        "disk": {"path": str(store.hub_cache), "free_bytes": free, "total_bytes": total},
         "process": {"rss_bytes": psutil.Process().memory_info().rss},
     }
 

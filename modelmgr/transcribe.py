@@ -339,7 +339,7 @@ def run_pipeline(
     language: str | None,
     device: str,
     get_whisper: Callable[[], Any],
-    get_aligner: Callable[[str], tuple[Any, dict]],
+    get_aligner: Callable[[str], tuple[Any, dict] | None],
     on_stage: Callable[[str], None] | None = None,
 ) -> Transcript:
     """decode -> transcribe -> align; reports "decoding", "transcribing", "aligning", "done".
@@ -358,8 +358,12 @@ def run_pipeline(
     stage("transcribing")
     segments, used_language = transcribe(audio, get_whisper(), language=language)
     stage("aligning")
-    if segments:
-        align_model, align_metadata = get_aligner(used_language)
+    aligner = get_aligner(used_language) if segments else None
+    if segments and aligner is None:
+        # whisperx has no alignment model for this language: segment-level times only.
+        transcript = unaligned_transcript(segments, used_language, _duration(audio))
+    elif aligner is not None:
+        align_model, align_metadata = aligner
         if not align_metadata.get("language"):
             align_metadata = {**align_metadata, "language": used_language}
         transcript = align(segments, audio, align_model, align_metadata, device=device)

@@ -75,6 +75,7 @@ def hub(hub_session: FakeHub) -> Iterator[FakeHub]:
     yield hub_session
     hub_session.set_throttle(None)
     hub_session.resume()
+    hub_session.clear_faults()
     hub_session.reset_counters()
 
 

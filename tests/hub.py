@@ -195,7 +195,16 @@ class FakeHub:
     def fail(self, path: str, status: int, times: int = 1) -> None:
         """Next `times` GETs of `path` answer `status` (e.g. 503) instead of the body."""
         with self._lock:
-            self._fails[path.lstrip("/")] = [status, times]
+            if times > 0:
+                self._fails[path.lstrip("/")] = [status, times]
+            else:
+                self._fails.pop(path.lstrip("/"), None)
+
+    def clear_faults(self) -> None:
+        """Forget every pending `fail` and `cut_after` (tests share one hub)."""
+        with self._lock:
+            self._fails.clear()
+            self._cuts.clear()
 
     def reset_counters(self) -> None:
         with self._lock:

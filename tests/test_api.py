@@ -356,3 +356,8 @@ def test_idle_stream_gets_heartbeats(live_server: LiveServer) -> None:
         assert all(e.id == snapshot_id for e in pings), "heartbeats carry no id of their own"
     finally:
         reader.close()
+
+
+def test_system_reports_disk_total_and_free(live_server: LiveServer) -> None:
+    disk = httpx.get(f"{live_server.url}/api/system").json()["disk"]
+    assert 0 < disk["free_bytes"] <= disk["total_bytes"]

@@ -540,3 +540,17 @@ def test_transcribe_module_import_is_light() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_language_without_alignment_model_gives_segment_level_times(
+    tiny_world: tiny_models.TinyModels, whisper_model: Any
+) -> None:
+    t = run_pipeline(
+        tiny_world.wav,
+        language="zh",
+        device="cpu",
+        get_whisper=lambda: whisper_model,
+        get_aligner=lambda lang: None,  # e.g. Afrikaans: whisperx has no aligner for it
+    )
+    assert t.segments, "the transcript is kept, unaligned"
+    assert_well_formed(t)

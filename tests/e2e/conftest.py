@@ -1,0 +1,143 @@
+"""Browser tests: Playwright (sync API) driving Debian's chromium against the real app.
+
+* ``browser``: one headless chromium per session; the tests skip when it is not
+  installed (``apt-get install -y chromium``; never ``playwright install``).
+* ``studio``: the app with its UI under uvicorn (``tests.conftest.run_server``),
+  pointed at the fake hub through the ``settings`` fixture.
+* ``page``/``new_page``: fresh browser contexts (no shared storage between them).
+
+Everything waits on conditions (``expect``, ``wait_for_function``) with generous
+timeouts, never on fixed sleeps: these tests run on loaded two-core machines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LiveServer, run_server
+
+CHROMIUM = Path(os.environ.get("STUDIO_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 30_000
+SCREENSHOTS = Path(os.environ.get("STUDIO_SCREENSHOTS", "test-results/screenshots"))
+
+# Records every EventSource the page opens, so tests can prove it opens none of its own.
+COUNT_EVENT_SOURCES = """
+(() => {
+  const Native = window.EventSource;
+  window.__eventSources = [];
+  if (!Native) return;
+  window.EventSource = function (url, init) {
+    window.__eventSources.push(String(url));
+    return new Native(url, init);
+  };
+  window.EventSource.prototype = Native.prototype;
+})();
+"""
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"chromium is not installed at {CHROMIUM} (apt-get install -y chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def studio(settings) -> Iterator[LiveServer]:
+    with run_server(settings, ui=True) as live:
+        yield live
+
+
+@pytest.fixture
+def new_page(browser, studio) -> Iterator[Callable]:
+    """Open the studio in a new browser context (like another user or another window)."""
+    contexts = []
+
+    def open_page():
+        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        context.set_default_timeout(TIMEOUT_MS)
+        context.add_init_script(COUNT_EVENT_SOURCES)
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(studio.url)
+        page.locator("#transcribe-btn").wait_for()
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page):
+    return new_page()
+
+
+# --- helpers --------------------------------------------------------------------------------------
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def choose(page, elem_id: str, value: str) -> None:
+    """Pick ``value`` in the Gradio dropdown ``#elem_id`` the way a person does."""
+    box = page.locator(f"#{elem_id} input")
+    box.click()
+    box.fill(value)
+    page.get_by_role("option", name=value, exact=True).click()
+    from playwright.sync_api import expect
+
+    expect(box).to_have_value(value)
+
+
+def model_row(page, model_id: str, container: str = "#models-table"):
+    return page.locator(f'{container} [data-model="{model_id}"]')
+
+
+def row_bytes(page, model_id: str, container: str = "#models-table") -> int:
+    return int(model_row(page, model_id, container).get_attribute("data-bytes") or 0)
+
+
+def wait_row_bytes_above(page, model_id: str, floor: int, container: str = "#models-table") -> int:
+    """Wait until the row shows more than ``floor`` bytes done; return what it shows."""
+    page.wait_for_function(
+        """([sel, floor]) => {
+            const row = document.querySelector(sel);
+            return row && Number(row.dataset.bytes) > floor;
+        }""",
+        arg=[f'{container} [data-model="{model_id}"]', floor],
+    )
+    return row_bytes(page, model_id, container)
+
+
+STATUS_RE = {
+    "busy": re.compile(r"^(waiting|downloading)$"),
+    "downloading": re.compile(r"^downloading$"),
+    "downloaded": re.compile(r"^downloaded$"),
+}
+
+
+def screenshot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

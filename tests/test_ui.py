@@ -1,0 +1,319 @@
+"""The UI's pure helpers (no browser, no server) and that build_ui wires what the contract names."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from modelmgr import ui
+from modelmgr.services import Services
+from modelmgr.settings import Settings
+from modelmgr.subtitles import Segment, Transcript, Word
+
+
+def model(
+    model_id="tiny",
+    status="not_downloaded",
+    kind="whisper",
+    done=0,
+    total=None,
+    speed=None,
+    eta=None,
+    percent=0.0,
+    error=None,
+    language=None,
+    size=None,
+):
+    return {
+        "id": model_id,
+        "repo_id": f"Systran/faster-whisper-{model_id}" if kind == "whisper" else model_id,
+        "kind": kind,
+        "language": language,
+        "size_bytes": size,
+        "status": status,
+        "progress": {
+            "bytes_done": done,
+            "bytes_total": total,
+            "percent": percent,
+            "speed_bps": speed,
+            "eta_s": eta,
+        },
+        "error": error,
+        "align_models": [],
+    }
+
+
+PRELOAD_IDLE = {"state": "idle", "whisper": None, "align": None, "memory": {"rss_bytes": 1, "cuda": None}}
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (None, "—"),
+        (0, "0 B"),
+        (999, "999 B"),
+        (1000, "1.0 kB"),
+        (1_234_567, "1.2 MB"),
+        (3.2e9, "3.2 GB"),
+        (5e15, "5000.0 TB"),
+    ],
+)
+def test_human_bytes(n, text):
+    assert ui.human_bytes(n) == text
+
+
+def test_human_speed():
+    assert ui.human_speed(None) == "—"
+    assert ui.human_speed(0) == "—"
+    assert ui.human_speed(2_500_000) == "2.5 MB/s"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, "—"),
+        (-1, "—"),
+        (float("nan"), "—"),
+        (float("inf"), "—"),
+        (0, "0 s"),
+        (41.6, "42 s"),
+        (185, "3 min 5 s"),
+        (3720, "1 h 2 min"),
+    ],
+)
+def test_format_eta(seconds, text):
+    assert ui.format_eta(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("percent", "text"),
+    [(None, "0%"), (0, "0%"), (42.7, "42%"), (99.99, "99%"), (100, "100%"), (120, "100%")],
+)
+def test_format_percent_floors_so_100_means_done(percent, text):
+    assert ui.format_percent(percent) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, "?"),
+        (0, "0:00.00"),
+        (1.234, "0:01.23"),
+        (83.456, "1:23.46"),
+        (659.999, "11:00.00"),
+        (3723.5, "1:02:03.50"),
+        (-3, "0:00.00"),
+    ],
+)
+def test_format_clock(seconds, text):
+    assert ui.format_clock(seconds) == text
+
+
+def test_status_words_follow_the_three_stages():
+    assert ui.status_label("queued") == "waiting"
+    assert ui.status_label("downloading") == "downloading"
+    assert ui.status_label("not_downloaded") == "not downloaded"
+    assert ui.status_label("something_new") == "something new"
+
+
+def test_format_rows():
+    snap = [
+        model("tiny", "downloading", done=420, total=1000, percent=42.0, speed=150_000, eta=3.9),
+        model("base", "downloaded", done=1000, total=1000, percent=100.0, size=145_000_000),
+        model("small"),
+        model(
+            "zh-align", "error", kind="align", language="zh", done=10, total=100, percent=10.0, error="boom"
+        ),
+    ]
+    assert ui.format_rows(snap) == [
+        ["tiny", "whisper", "any", "1.0 kB", "downloading", "42%", "150.0 kB/s", "4 s"],
+        ["base", "whisper", "any", "145.0 MB", "downloaded", "100%", "—", "—"],
+        ["small", "whisper", "any", "—", "not downloaded", "—", "—", "—"],
+        ["zh-align", "align", "zh", "100 B", "error", "10%", "—", "—"],
+    ]
+
+
+def test_button_states():
+    snap = [
+        model("tiny", "downloading"),
+        model("base", "downloaded"),
+        model("small"),
+        model("zh", kind="align", status="downloaded"),
+    ]
+    busy = {"state": "loading"}
+    assert ui.button_states(snap, "tiny") == {
+        "download": False,
+        "cancel": True,
+        "delete": False,
+        "preload": True,
+        "clear_cache": True,
+    }
+    assert ui.button_states(snap, "base")["download"] is True  # comes back when done
+    assert ui.button_states(snap, "base")["delete"] is True
+    assert ui.button_states(snap, "small")["delete"] is False
+    assert ui.button_states(snap, "zh")["preload"] is False  # alignment models are not preloaded alone
+    assert ui.button_states(snap, "base", busy)["preload"] is False
+    assert ui.button_states(snap, "base", busy)["clear_cache"] is False
+    assert ui.button_states(snap, None) == {
+        "download": False,
+        "cancel": False,
+        "delete": False,
+        "preload": False,
+        "clear_cache": True,
+    }
+    for status in ("queued", "verifying"):
+        assert ui.button_states([model("tiny", status)], "tiny")["download"] is False
+    for status in ("error", "cancelled", "incomplete"):
+        assert ui.button_states([model("tiny", status)], "tiny")["download"] is True
+
+
+def test_the_timer_ticks_fast_only_while_something_moves():
+    assert ui.tick_interval([model("tiny")], PRELOAD_IDLE) == ui.IDLE_TICK_S
+    assert ui.tick_interval([model("tiny", "queued")]) == ui.FAST_TICK_S
+    assert ui.tick_interval([model("tiny", "downloaded")], {"state": "loading"}) == ui.FAST_TICK_S
+    assert ui.FAST_TICK_S <= 1.0 < ui.IDLE_TICK_S
+
+
+def test_describe_start_in_words():
+    assert ui.describe_start("tiny", "started") == "Downloading **tiny**."
+    assert "alignment model for zh" in ui.describe_start("tiny", "started", ["zh"])
+    assert "already downloading" in ui.describe_start("tiny", "already_downloading")
+    assert "already downloaded" in ui.describe_start("tiny", "already_downloaded")
+    assert "waiting" in ui.describe_start("tiny", "queued")
+
+
+def test_models_table_rows_carry_hooks_bars_and_escape_text():
+    snap = [
+        model("tiny", "downloading", done=420, total=1000, percent=42.0),
+        model("<b>x</b>", "error", error="<script>nope</script>", done=5, total=10, percent=50.0),
+        model("zh", kind="align", language="zh"),
+    ]
+    table = ui.render_models_table(snap)
+    assert '<tr data-model="tiny" data-status="downloading" data-bytes="420" class="st-downloading">' in table
+    assert '<progress class="mm-bar" max="100" value="42.0">' in table
+    assert ">42%<" in table
+    assert "<script>" not in table and "&lt;script&gt;" in table
+    assert "<b>x</b>" not in table
+    assert "Whisper models" in table and "Alignment models" in table
+    assert table.count('<tr data-model="zh"') == 1
+    assert 'data-status="not_downloaded"' in table and table.count("<progress") == 2  # none when idle
+
+
+def test_panel_lists_models_in_flight_or_on_disk():
+    assert "No models on disk" in ui.render_panel([model("tiny")])
+    panel = ui.render_panel(
+        [
+            model("tiny", "downloading", done=420_000, total=1_000_000, percent=42.0, speed=100_000, eta=5.8),
+            model("base", "downloaded", done=10, total=10, percent=100.0, size=10),
+            model("small"),
+        ]
+    )
+    assert 'data-model="tiny"' in panel and 'data-model="base"' in panel and 'data-model="small"' not in panel
+    assert "420.0 kB of 1.0 MB" in panel and "ETA 6 s" in panel and "100.0 kB/s" in panel
+    assert panel.count("<progress") == 2
+
+
+def test_preload_card_and_badge():
+    ready = {
+        "state": "ready",
+        "request": {"model": "tiny", "language": "zh", "device": "cpu"},
+        "whisper": {"id": "tiny", "device": "cpu", "compute_type": "int8"},
+        "align": {"id": "zh-align", "language": "zh"},
+        "memory": {"rss_bytes": 300_000_000, "cuda": {"allocated_bytes": 2_000_000_000}},
+        "error": None,
+    }
+    card = ui.render_preload(ready)
+    assert 'data-preload-state="ready"' in card
+    assert "tiny on cpu (int8)" in card and "zh-align (zh)" in card and "2.0 GB" in card
+    failed = ui.render_preload({"state": "error", "error": "no <disk>", "request": {"model": "tiny"}})
+    assert "no &lt;disk&gt;" in failed
+    badge = ui.render_badge(
+        [model("tiny", "downloading"), model("base", "queued"), model("x", "downloaded")], ready
+    )
+    assert re.findall(r">([^<]+)</span>", badge) == ["1 downloading", "1 waiting", "1 on disk", "tiny loaded"]
+
+
+def test_system_gauges():
+    report = {
+        "cpu": {"count": 2, "percent": 50.0},
+        "ram": {"total_bytes": 8_000_000_000, "available_bytes": 2_000_000_000, "percent": 75.0},
+        "gpu": {
+            "available": True,
+            "name": "H100",
+            "free_bytes": 10e9,
+            "total_bytes": 80e9,
+            "allocated_bytes": 5e9,
+        },
+        "disk": {"path": "/cache/hub", "free_bytes": 50e9},
+        "process": {"rss_bytes": 400_000_000},
+    }
+    html = ui.render_system(
+        report, {"whisper": {"id": "tiny", "device": "cuda"}, "align": None, "memory": {}}
+    )
+    assert html.count('class="mm-gauge"') == 6
+    assert "6.0 GB used of 8.0 GB" in html and 'width:75.0%"' in html and "warn" in html
+    assert "H100" in html and "70.0 GB used of 80.0 GB" in html and "crit" not in html.split("H100")[0]
+    assert "50.0 GB free" in html and "/cache/hub" in html
+    assert "Whisper <b>tiny</b> on cuda" in html
+    no_gpu = ui.render_system({**report, "gpu": {"available": False}}, PRELOAD_IDLE)
+    assert "No CUDA device" in no_gpu and "nothing loaded" in no_gpu
+    with_total = ui.render_system({**report, "disk": {"free_bytes": 25, "total_bytes": 100}}, PRELOAD_IDLE)
+    assert 'width:75.0%"' in with_total
+
+
+def test_transcript_helpers():
+    transcript = Transcript(
+        language="zh",
+        duration=3.0,
+        segments=(
+            Segment(0.0, 1.0, " 你好 ", (Word("你", 0.0, 0.5, 0.9), Word("好", None, None, None))),
+            Segment(1.0, 2.0, " hello world"),
+        ),
+    )
+    assert ui.segment_rows(transcript) == [
+        ["0:00.00", "0:01.00", "你好", "你 0.00–0.50 · 好 ?–?"],
+        ["0:01.00", "0:02.00", "hello world", ""],
+    ]
+    assert (
+        ui.done_text(transcript, 1.25)
+        == "Done: 2 segments from 3.0 s of audio, language <b>zh</b>, in 1.2 s."
+    )
+    assert ui.stage_text("transcribing", "tiny") == "Transcribing with tiny…"
+    assert ui.stage_text("new_stage", "tiny") == "New_stage…"
+    assert ui.output_stem("/tmp/gradio/abc/my talk.mp3") == "my talk"
+    assert ui.output_stem("/tmp/gradio/abc/..") == "audio"
+    assert ui.language_arg("auto") is None and ui.language_arg(None) is None and ui.language_arg("zh") == "zh"
+
+
+def test_build_ui_has_the_contract_hooks_and_one_private_timer(tmp_path):
+    settings = Settings(hf_home=tmp_path / "hf", hf_endpoint="http://127.0.0.1:9", offline=True)
+    demo = ui.build_ui(Services.build(settings))
+    ids = {block.elem_id for block in demo.blocks.values() if getattr(block, "elem_id", None)}
+    contract = {
+        "models-table",
+        "model-select",
+        "language-select",
+        "download-btn",
+        "cancel-btn",
+        "delete-btn",
+        "preload-btn",
+        "clear-cache-btn",
+        "panel-toggle",
+        "model-panel",
+        "model-select-panel",
+        "download-btn-panel",
+        "cancel-btn-panel",
+        "audio-input",
+        "segments-table",
+        "subtitle-files",
+    }
+    assert contract <= ids
+    timers = [b for b in demo.blocks.values() if b.__class__.__name__ == "Timer"]
+    assert len(timers) == 1
+    ticks = [d for d in demo.fns.values() if any(t[1] == "tick" for t in d.targets)]
+    assert len(ticks) == 1
+    assert ticks[0].concurrency_limit is None
+    assert ticks[0].api_visibility == "private"
+    assert ticks[0].show_progress == "hidden"
+    assert all(d.api_visibility == "private" for d in demo.fns.values())
