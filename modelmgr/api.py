@@ -156,8 +156,18 @@ def install_api(app: FastAPI, services: Services) -> None:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    fallback = APIRouter(prefix="/api")
+
+    @fallback.api_route(
+        "/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+    )
+    def unknown_route(rest: str) -> None:
+        # Declared last: unknown /api paths answer JSON here instead of reaching the Gradio mount at /.
+        raise StarletteHTTPException(404, f"/api/{rest} is not an API route")
+
     app.include_router(router)
     app.include_router(guarded)
+    app.include_router(fallback)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import uvicorn
@@ -42,9 +43,23 @@ def create_app(settings: Settings, *, ui: bool = True) -> FastAPI:
 
         from .ui import build_ui
 
-        app = gr.mount_gradio_app(app, build_ui(services), path="/")
+        app = gr.mount_gradio_app(
+            app,
+            build_ui(services),
+            path="/",
+            auth=_ui_auth(settings),
+            auth_message="Sign in with any user name and the studio's auth token as the password.",
+        )
         app.state.services = services
     return app
+
+
+def _ui_auth(settings: Settings) -> Callable[[str, str], bool] | None:
+    """With an auth token, the UI asks for it too (Gradio's login page), not only the API."""
+    if settings.auth_token is None:
+        return None
+    token = settings.auth_token.get_secret_value().encode()
+    return lambda _user, password: secrets.compare_digest(password.encode(), token)
 
 
 class StudioServer(uvicorn.Server):

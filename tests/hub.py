@@ -151,9 +151,7 @@ class FakeHub:
             path: _File.make(data, len(data) >= lfs_min_size or path.endswith(LFS_SUFFIXES))
             for path, data in sorted(files.items())
         }
-        sha = hashlib.sha1(
-            "".join(f"{p}\0{f.blob_id}\n" for p, f in built.items()).encode()
-        ).hexdigest()
+        sha = hashlib.sha1("".join(f"{p}\0{f.blob_id}\n" for p, f in built.items()).encode()).hexdigest()
         with self._lock:
             repo = self._repos.setdefault(repo_id, {"refs": {}, "commits": {}})
             repo["commits"][sha] = built
@@ -164,9 +162,7 @@ class FakeHub:
         """Publish every file under `directory`, keyed by its relative posix path."""
         directory = Path(directory)
         files = {
-            p.relative_to(directory).as_posix(): p.read_bytes()
-            for p in directory.rglob("*")
-            if p.is_file()
+            p.relative_to(directory).as_posix(): p.read_bytes() for p in directory.rglob("*") if p.is_file()
         }
         return self.add_repo(repo_id, files, **kw)
 
@@ -412,9 +408,7 @@ def _parse_range(header: str, size: int) -> tuple[int, int]:
     else:
         start, end = int(first), min(size, int(last) + 1) if last else size
     if start >= size or start >= end:
-        raise _HubError(
-            416, None, f"{header!r} not satisfiable", **{"Content-Range": f"bytes */{size}"}
-        )
+        raise _HubError(416, None, f"{header!r} not satisfiable", **{"Content-Range": f"bytes */{size}"})
     return start, end
 
 

@@ -73,9 +73,7 @@ def test_snapshot_download_roundtrip(hub: FakeHub, repo_sha: str, tmp_path: Path
     assert all(hub.get_count(REPO, name) == 1 for name in FILES)
     # Cached by etag: a second snapshot and a by-sha download fetch no bodies again.
     snapshot_download(REPO, cache_dir=tmp_path, endpoint=hub.url)
-    path = hf_hub_download(
-        REPO, "sub/x.txt", revision=repo_sha, cache_dir=tmp_path, endpoint=hub.url
-    )
+    path = hf_hub_download(REPO, "sub/x.txt", revision=repo_sha, cache_dir=tmp_path, endpoint=hub.url)
     assert Path(path).read_bytes() == b"hello"
     assert all(hub.get_count(REPO, name) == 1 for name in FILES)
 

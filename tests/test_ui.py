@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from modelmgr import ui
+from modelmgr import ui, ui_view
 from modelmgr.services import Services
 from modelmgr.settings import Settings
 from modelmgr.subtitles import Segment, Transcript, Word
@@ -60,13 +60,13 @@ PRELOAD_IDLE = {"state": "idle", "whisper": None, "align": None, "memory": {"rss
     ],
 )
 def test_human_bytes(n, text):
-    assert ui.human_bytes(n) == text
+    assert ui_view.human_bytes(n) == text
 
 
 def test_human_speed():
-    assert ui.human_speed(None) == "—"
-    assert ui.human_speed(0) == "—"
-    assert ui.human_speed(2_500_000) == "2.5 MB/s"
+    assert ui_view.human_speed(None) == "—"
+    assert ui_view.human_speed(0) == "—"
+    assert ui_view.human_speed(2_500_000) == "2.5 MB/s"
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ def test_human_speed():
     ],
 )
 def test_format_eta(seconds, text):
-    assert ui.format_eta(seconds) == text
+    assert ui_view.format_eta(seconds) == text
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_format_eta(seconds, text):
     [(None, "0%"), (0, "0%"), (42.7, "42%"), (99.99, "99%"), (100, "100%"), (120, "100%")],
 )
 def test_format_percent_floors_so_100_means_done(percent, text):
-    assert ui.format_percent(percent) == text
+    assert ui_view.format_percent(percent) == text
 
 
 @pytest.mark.parametrize(
@@ -107,14 +107,14 @@ def test_format_percent_floors_so_100_means_done(percent, text):
     ],
 )
 def test_format_clock(seconds, text):
-    assert ui.format_clock(seconds) == text
+    assert ui_view.format_clock(seconds) == text
 
 
 def test_status_words_follow_the_three_stages():
-    assert ui.status_label("queued") == "waiting"
-    assert ui.status_label("downloading") == "downloading"
-    assert ui.status_label("not_downloaded") == "not downloaded"
-    assert ui.status_label("something_new") == "something new"
+    assert ui_view.status_label("queued") == "waiting"
+    assert ui_view.status_label("downloading") == "downloading"
+    assert ui_view.status_label("not_downloaded") == "not downloaded"
+    assert ui_view.status_label("something_new") == "something new"
 
 
 def test_format_rows():
@@ -126,7 +126,7 @@ def test_format_rows():
             "zh-align", "error", kind="align", language="zh", done=10, total=100, percent=10.0, error="boom"
         ),
     ]
-    assert ui.format_rows(snap) == [
+    assert ui_view.format_rows(snap) == [
         ["tiny", "whisper", "any", "1.0 kB", "downloading", "42%", "150.0 kB/s", "4 s"],
         ["base", "whisper", "any", "145.0 MB", "downloaded", "100%", "—", "—"],
         ["small", "whisper", "any", "—", "not downloaded", "—", "—", "—"],
@@ -142,20 +142,20 @@ def test_button_states():
         model("zh", kind="align", status="downloaded"),
     ]
     busy = {"state": "loading"}
-    assert ui.button_states(snap, "tiny") == {
+    assert ui_view.button_states(snap, "tiny") == {
         "download": False,
         "cancel": True,
         "delete": False,
         "preload": True,
         "clear_cache": True,
     }
-    assert ui.button_states(snap, "base")["download"] is True  # comes back when done
-    assert ui.button_states(snap, "base")["delete"] is True
-    assert ui.button_states(snap, "small")["delete"] is False
-    assert ui.button_states(snap, "zh")["preload"] is False  # alignment models are not preloaded alone
-    assert ui.button_states(snap, "base", busy)["preload"] is False
-    assert ui.button_states(snap, "base", busy)["clear_cache"] is False
-    assert ui.button_states(snap, None) == {
+    assert ui_view.button_states(snap, "base")["download"] is True  # comes back when done
+    assert ui_view.button_states(snap, "base")["delete"] is True
+    assert ui_view.button_states(snap, "small")["delete"] is False
+    assert ui_view.button_states(snap, "zh")["preload"] is False  # alignment models are not preloaded alone
+    assert ui_view.button_states(snap, "base", busy)["preload"] is False
+    assert ui_view.button_states(snap, "base", busy)["clear_cache"] is False
+    assert ui_view.button_states(snap, None) == {
         "download": False,
         "cancel": False,
         "delete": False,
@@ -163,24 +163,24 @@ def test_button_states():
         "clear_cache": True,
     }
     for status in ("queued", "verifying"):
-        assert ui.button_states([model("tiny", status)], "tiny")["download"] is False
+        assert ui_view.button_states([model("tiny", status)], "tiny")["download"] is False
     for status in ("error", "cancelled", "incomplete"):
-        assert ui.button_states([model("tiny", status)], "tiny")["download"] is True
+        assert ui_view.button_states([model("tiny", status)], "tiny")["download"] is True
 
 
 def test_the_timer_ticks_fast_only_while_something_moves():
-    assert ui.tick_interval([model("tiny")], PRELOAD_IDLE) == ui.IDLE_TICK_S
-    assert ui.tick_interval([model("tiny", "queued")]) == ui.FAST_TICK_S
-    assert ui.tick_interval([model("tiny", "downloaded")], {"state": "loading"}) == ui.FAST_TICK_S
-    assert ui.FAST_TICK_S <= 1.0 < ui.IDLE_TICK_S
+    assert ui_view.tick_interval([model("tiny")], PRELOAD_IDLE) == ui_view.IDLE_TICK_S
+    assert ui_view.tick_interval([model("tiny", "queued")]) == ui_view.FAST_TICK_S
+    assert ui_view.tick_interval([model("tiny", "downloaded")], {"state": "loading"}) == ui_view.FAST_TICK_S
+    assert ui_view.FAST_TICK_S <= 1.0 < ui_view.IDLE_TICK_S
 
 
 def test_describe_start_in_words():
-    assert ui.describe_start("tiny", "started") == "Downloading **tiny**."
-    assert "alignment model for zh" in ui.describe_start("tiny", "started", ["zh"])
-    assert "already downloading" in ui.describe_start("tiny", "already_downloading")
-    assert "already downloaded" in ui.describe_start("tiny", "already_downloaded")
-    assert "waiting" in ui.describe_start("tiny", "queued")
+    assert ui_view.describe_start("tiny", "started") == "Downloading **tiny**."
+    assert "alignment model for zh" in ui_view.describe_start("tiny", "started", ["zh"])
+    assert "already downloading" in ui_view.describe_start("tiny", "already_downloading")
+    assert "already downloaded" in ui_view.describe_start("tiny", "already_downloaded")
+    assert "waiting" in ui_view.describe_start("tiny", "queued")
 
 
 def test_models_table_rows_carry_hooks_bars_and_escape_text():
@@ -189,7 +189,7 @@ def test_models_table_rows_carry_hooks_bars_and_escape_text():
         model("<b>x</b>", "error", error="<script>nope</script>", done=5, total=10, percent=50.0),
         model("zh", kind="align", language="zh"),
     ]
-    table = ui.render_models_table(snap)
+    table = ui_view.render_models_table(snap)
     assert '<tr data-model="tiny" data-status="downloading" data-bytes="420" class="st-downloading">' in table
     assert '<progress class="mm-bar" max="100" value="42.0">' in table
     assert ">42%<" in table
@@ -201,8 +201,8 @@ def test_models_table_rows_carry_hooks_bars_and_escape_text():
 
 
 def test_panel_lists_models_in_flight_or_on_disk():
-    assert "No models on disk" in ui.render_panel([model("tiny")])
-    panel = ui.render_panel(
+    assert "No models on disk" in ui_view.render_panel([model("tiny")])
+    panel = ui_view.render_panel(
         [
             model("tiny", "downloading", done=420_000, total=1_000_000, percent=42.0, speed=100_000, eta=5.8),
             model("base", "downloaded", done=10, total=10, percent=100.0, size=10),
@@ -223,12 +223,12 @@ def test_preload_card_and_badge():
         "memory": {"rss_bytes": 300_000_000, "cuda": {"allocated_bytes": 2_000_000_000}},
         "error": None,
     }
-    card = ui.render_preload(ready)
+    card = ui_view.render_preload(ready)
     assert 'data-preload-state="ready"' in card
     assert "tiny on cpu (int8)" in card and "zh-align (zh)" in card and "2.0 GB" in card
-    failed = ui.render_preload({"state": "error", "error": "no <disk>", "request": {"model": "tiny"}})
+    failed = ui_view.render_preload({"state": "error", "error": "no <disk>", "request": {"model": "tiny"}})
     assert "no &lt;disk&gt;" in failed
-    badge = ui.render_badge(
+    badge = ui_view.render_badge(
         [model("tiny", "downloading"), model("base", "queued"), model("x", "downloaded")], ready
     )
     assert re.findall(r">([^<]+)</span>", badge) == ["1 downloading", "1 waiting", "1 on disk", "tiny loaded"]
@@ -248,7 +248,7 @@ def test_system_gauges():
         "disk": {"path": "/cache/hub", "free_bytes": 50e9},
         "process": {"rss_bytes": 400_000_000},
     }
-    html = ui.render_system(
+    html = ui_view.render_system(
         report, {"whisper": {"id": "tiny", "device": "cuda"}, "align": None, "memory": {}}
     )
     assert html.count('class="mm-gauge"') == 6
@@ -256,9 +256,11 @@ def test_system_gauges():
     assert "H100" in html and "70.0 GB used of 80.0 GB" in html and "crit" not in html.split("H100")[0]
     assert "50.0 GB free" in html and "/cache/hub" in html
     assert "Whisper <b>tiny</b> on cuda" in html
-    no_gpu = ui.render_system({**report, "gpu": {"available": False}}, PRELOAD_IDLE)
+    no_gpu = ui_view.render_system({**report, "gpu": {"available": False}}, PRELOAD_IDLE)
     assert "No CUDA device" in no_gpu and "nothing loaded" in no_gpu
-    with_total = ui.render_system({**report, "disk": {"free_bytes": 25, "total_bytes": 100}}, PRELOAD_IDLE)
+    with_total = ui_view.render_system(
+        {**report, "disk": {"free_bytes": 25, "total_bytes": 100}}, PRELOAD_IDLE
+    )
     assert 'width:75.0%"' in with_total
 
 
@@ -271,19 +273,23 @@ def test_transcript_helpers():
             Segment(1.0, 2.0, " hello world"),
         ),
     )
-    assert ui.segment_rows(transcript) == [
+    assert ui_view.segment_rows(transcript) == [
         ["0:00.00", "0:01.00", "你好", "你 0.00–0.50 · 好 ?–?"],
         ["0:01.00", "0:02.00", "hello world", ""],
     ]
     assert (
-        ui.done_text(transcript, 1.25)
+        ui_view.done_text(transcript, 1.25)
         == "Done: 2 segments from 3.0 s of audio, language <b>zh</b>, in 1.2 s."
     )
-    assert ui.stage_text("transcribing", "tiny") == "Transcribing with tiny…"
-    assert ui.stage_text("new_stage", "tiny") == "New_stage…"
-    assert ui.output_stem("/tmp/gradio/abc/my talk.mp3") == "my talk"
-    assert ui.output_stem("/tmp/gradio/abc/..") == "audio"
-    assert ui.language_arg("auto") is None and ui.language_arg(None) is None and ui.language_arg("zh") == "zh"
+    assert ui_view.stage_text("transcribing", "tiny") == "Transcribing with tiny…"
+    assert ui_view.stage_text("new_stage", "tiny") == "New_stage…"
+    assert ui_view.output_stem("/tmp/gradio/abc/my talk.mp3") == "my talk"
+    assert ui_view.output_stem("/tmp/gradio/abc/..") == "audio"
+    assert (
+        ui_view.language_arg("auto") is None
+        and ui_view.language_arg(None) is None
+        and ui_view.language_arg("zh") == "zh"
+    )
 
 
 def test_build_ui_has_the_contract_hooks_and_one_private_timer(tmp_path):

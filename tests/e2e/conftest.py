@@ -49,8 +49,8 @@ COUNT_EVENT_SOURCES = """
 """
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture(scope="package")  # not session: Playwright's sync API keeps an event loop
+def browser():  # running in the main thread, which would break later tests' asyncio.run()
     if not CHROMIUM.exists():
         pytest.skip(f"chromium is not installed at {CHROMIUM} (apt-get install -y chromium)")
     from playwright.sync_api import expect, sync_playwright

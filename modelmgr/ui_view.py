@@ -1,0 +1,433 @@
+"""What the studio shows, as pure functions of the managers' snapshots.
+
+No Gradio here: every helper turns a snapshot (``downloads.snapshot()``,
+``preload.status()``, ``system_report()``, a ``Transcript``) into text or HTML,
+so it is unit tested without a browser (tests/test_ui.py). ``ui.py`` wires
+them to components.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+IN_FLIGHT = frozenset({"queued", "downloading", "verifying"})
+PRELOAD_BUSY = frozenset({"downloading", "loading"})
+FAST_TICK_S = 1.0  # while anything is queued, downloading, verifying or loading
+IDLE_TICK_S = 3.0
+AUTO = "auto"
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_MODEL = "small"
+
+STATUS_LABELS = {
+    "not_downloaded": "not downloaded",
+    "queued": "waiting",
+    "downloading": "downloading",
+    "verifying": "verifying",
+    "downloaded": "downloaded",
+    "incomplete": "incomplete",
+    "error": "error",
+    "cancelled": "cancelled",
+}
+TABLE_HEADERS = ["Model", "Kind", "Language", "Size", "Status", "Progress", "Speed", "ETA"]
+SEGMENT_HEADERS = ["start", "end", "text", "words"]
+OUTPUT_FORMATS = ("srt", "vtt", "json", "txt")
+
+
+# ----------------------------------------------------------------------------
+# Pure formatting helpers
+# ----------------------------------------------------------------------------
+def human_bytes(n: float | None) -> str:
+    """``1234567`` -> ``"1.2 MB"`` (decimal units, as the Hub shows sizes); None -> ``"—"``."""
+    if n is None:
+        return "—"
+    n = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def human_speed(bps: float | None) -> str:
+    return "—" if not bps else f"{human_bytes(bps)}/s"
+
+
+def format_eta(seconds: float | None) -> str:
+    """Seconds left in words: ``"42 s"``, ``"3 min 5 s"``, ``"1 h 2 min"``; None -> ``"—"``."""
+    if seconds is None or seconds < 0 or math.isnan(seconds) or math.isinf(seconds):
+        return "—"
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def format_percent(percent: float | None) -> str:
+    """``42.7`` -> ``"42%"``: floored, so 100% is shown only when it is done."""
+    if percent is None:
+        return "0%"
+    return f"{max(0, min(100, math.floor(percent)))}%"
+
+
+def status_label(status: str) -> str:
+    return STATUS_LABELS.get(status, status.replace("_", " "))
+
+
+def format_clock(seconds: float | None) -> str:
+    """``83.456`` -> ``"1:23.46"``; ``3723.5`` -> ``"1:02:03.50"``."""
+    if seconds is None:
+        return "?"
+    cs = round(max(0.0, seconds) * 100)
+    h, rest = divmod(cs, 360000)
+    m, rest = divmod(rest, 6000)
+    s, c = divmod(rest, 100)
+    return f"{h}:{m:02d}:{s:02d}.{c:02d}" if h else f"{m}:{s:02d}.{c:02d}"
+
+
+def format_seconds(seconds: float | None) -> str:
+    """Word timings: ``1.234`` -> ``"1.23"``; unknown -> ``"?"``."""
+    return "?" if seconds is None else f"{seconds:.2f}"
+
+
+def format_rows(snapshot: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """One row per model: id, kind, language, size, status, percent, speed, ETA."""
+    rows = []
+    for m in snapshot:
+        p = m.get("progress") or {}
+        in_flight = m["status"] in IN_FLIGHT
+        rows.append(
+            [
+                m["id"],
+                m["kind"],
+                m.get("language") or "any",
+                human_bytes(m.get("size_bytes") or p.get("bytes_total")),
+                status_label(m["status"]),
+                "—"
+                if m["status"] == "not_downloaded" and not p.get("bytes_done")
+                else format_percent(p.get("percent")),
+                human_speed(p.get("speed_bps")) if in_flight else "—",
+                format_eta(p.get("eta_s")) if in_flight else "—",
+            ]
+        )
+    return rows
+
+
+def find_model(snapshot: Sequence[dict[str, Any]], model_id: str | None) -> dict[str, Any] | None:
+    return next((m for m in snapshot if m["id"] == model_id), None)
+
+
+def busy(snapshot: Sequence[dict[str, Any]], preload: dict[str, Any] | None = None) -> bool:
+    """Is anything in flight (so the timer should tick fast)?"""
+    return any(m["status"] in IN_FLIGHT for m in snapshot) or bool(
+        preload and preload.get("state") in PRELOAD_BUSY
+    )
+
+
+def button_states(
+    snapshot: Sequence[dict[str, Any]], model_id: str | None, preload: dict[str, Any] | None = None
+) -> dict[str, bool]:
+    """Which buttons are clickable for the selected model."""
+    model = find_model(snapshot, model_id)
+    status = model["status"] if model else None
+    in_flight = status in IN_FLIGHT
+    preload_busy = bool(preload and preload.get("state") in PRELOAD_BUSY)
+    return {
+        "download": model is not None and not in_flight,
+        "cancel": in_flight,
+        "delete": model is not None and not in_flight and status != "not_downloaded",
+        "preload": model is not None and model["kind"] == "whisper" and not preload_busy,
+        "clear_cache": not preload_busy,
+    }
+
+
+def tick_interval(snapshot: Sequence[dict[str, Any]], preload: dict[str, Any] | None = None) -> float:
+    return FAST_TICK_S if busy(snapshot, preload) else IDLE_TICK_S
+
+
+def describe_start(model_id: str, status: str, languages: list[str] | None = None) -> str:
+    """The words for ``DownloadManager.start``'s answer."""
+    extra = f" (with the alignment model for {', '.join(languages)})" if languages else ""
+    checked = " (its alignment model is checked too)" if languages else ""
+    return {
+        "started": f"Downloading **{model_id}**{extra}.",
+        "queued": f"**{model_id}** is waiting for a free download slot{extra}.",
+        "already_downloading": f"**{model_id}** is already downloading.",
+        "already_downloaded": f"**{model_id}** is already downloaded{checked}.",
+    }.get(status, f"{model_id}: {status}")
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _bar(percent: float | None) -> str:
+    value = 0.0 if percent is None else max(0.0, min(100.0, float(percent)))
+    return f'<progress class="mm-bar" max="100" value="{value:.1f}"></progress>'
+
+
+def _row_attrs(m: dict[str, Any]) -> str:
+    p = m.get("progress") or {}
+    return (
+        f'data-model="{esc(m["id"])}" data-status="{esc(m["status"])}" '
+        f'data-bytes="{int(p.get("bytes_done") or 0)}" class="st-{esc(m["status"])}"'
+    )
+
+
+def render_models_table(snapshot: Sequence[dict[str, Any]]) -> str:
+    """The Models tab's table (HTML, so each row carries data-* hooks and a progress bar)."""
+    head = "".join(f"<th>{h}</th>" for h in TABLE_HEADERS)
+    body = []
+    section = None
+    for m, row in zip(snapshot, format_rows(snapshot), strict=True):
+        if m["kind"] != section:
+            section = m["kind"]
+            title = "Whisper models" if section == "whisper" else "Alignment models"
+            body.append(f'<tr class="mm-section"><td colspan="{len(TABLE_HEADERS)}">{title}</td></tr>')
+        model_id, kind, language, size, status, percent, speed, eta = row
+        p = m.get("progress") or {}
+        partial = m["status"] in ("incomplete", "cancelled", "error") and bool(p.get("bytes_done"))
+        show_bar = m["status"] in IN_FLIGHT or partial
+        status_cell = f'<span class="mm-status mm-status-text">{esc(status)}</span>'
+        if show_bar:
+            status_cell += _bar(p.get("percent"))
+        if m.get("error"):
+            status_cell += f'<div class="mm-error-text">{esc(m["error"])}</div>'
+        repo = "" if m["repo_id"] == m["id"] else f'<div class="mm-sub">{esc(m["repo_id"])}</div>'
+        body.append(
+            f"<tr {_row_attrs(m)}>"
+            f'<td class="c-id">{esc(model_id)}{repo}</td><td class="c-kind">{esc(kind)}</td>'
+            f'<td class="c-lang">{esc(language)}</td><td class="c-num c-size">{esc(size)}</td>'
+            f'<td class="c-status">{status_cell}</td><td class="c-num c-percent">{esc(percent)}</td>'
+            f'<td class="c-num c-speed">{esc(speed)}</td><td class="c-num c-eta">{esc(eta)}</td></tr>'
+        )
+    return (
+        '<div class="mm-table-wrap"><table class="mm-table">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def render_panel(snapshot: Sequence[dict[str, Any]]) -> str:
+    """The manager panel's list: every model that is in flight or has files, with a bar."""
+    cards = []
+    for m, row in zip(snapshot, format_rows(snapshot), strict=True):
+        if m["status"] == "not_downloaded":
+            continue
+        model_id, _kind, _language, size, status, percent, speed, eta = row
+        p = m.get("progress") or {}
+        if m["status"] in IN_FLIGHT:
+            details = [f"{human_bytes(p.get('bytes_done'))} of {size}", speed, f"ETA {eta}"]
+        else:
+            details = [size]
+        error = f'<div class="mm-error-text">{esc(m["error"])}</div>' if m.get("error") else ""
+        cards.append(
+            f'<div {_row_attrs(m)}><div class="mm-card">'
+            f'<div class="mm-card-head"><span class="mm-name">{esc(model_id)}</span>'
+            f'<span class="mm-status mm-status-text">{esc(status)}</span></div>{_bar(p.get("percent"))}'
+            f'<div class="mm-meta"><span class="c-percent">{esc(percent)}</span>'
+            f" · {esc(' · '.join(details))}</div>"
+            f"{error}</div></div>"
+        )
+    if not cards:
+        return '<div class="mm-empty">No models on disk yet. Pick one and press Download.</div>'
+    return "".join(cards)
+
+
+def render_preload(status: dict[str, Any]) -> str:
+    """The preload card: state, what is loaded where, memory."""
+    state = status.get("state", "idle")
+    whisper = status.get("whisper") or {}
+    align = status.get("align") or {}
+    request = status.get("request") or {}
+    memory = status.get("memory") or {}
+    cuda = memory.get("cuda") or {}
+    items = [("State", f'<span class="mm-status">{esc(state)}</span>')]
+    if request and state != "ready":
+        lang = request.get("language") or "auto"
+        items.append(("Request", esc(f"{request.get('model')} · {lang} · {request.get('device')}")))
+    if whisper:
+        items.append(
+            (
+                "Whisper",
+                esc(f"{whisper.get('id')} on {whisper.get('device')} ({whisper.get('compute_type')})"),
+            )
+        )
+    if align:
+        items.append(("Alignment", esc(f"{align.get('id')} ({align.get('language')})")))
+    if memory.get("rss_bytes"):
+        items.append(("Process RAM", esc(human_bytes(memory["rss_bytes"]))))
+    if cuda:
+        items.append(("CUDA allocated", esc(human_bytes(cuda.get("allocated_bytes")))))
+    if status.get("error"):
+        items.append(("Error", f'<span class="mm-error-text">{esc(status["error"])}</span>'))
+    rows = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items)
+    return (
+        f'<div class="st-{esc(state)}" data-preload-state="{esc(state)}"><h4>Preloaded</h4>'
+        f'<dl class="mm-kv">{rows}</dl></div>'
+    )
+
+
+def render_badge(snapshot: Sequence[dict[str, Any]], preload: dict[str, Any]) -> str:
+    """The header's one-line summary."""
+    counts: dict[str, int] = {}
+    for m in snapshot:
+        counts[m["status"]] = counts.get(m["status"], 0) + 1
+    pills = []
+    moving = counts.get("downloading", 0) + counts.get("verifying", 0)
+    if moving:
+        pills.append(("busy", f"{moving} downloading"))
+    if counts.get("queued"):
+        pills.append(("busy", f"{counts['queued']} waiting"))
+    pills.append(("", f"{counts.get('downloaded', 0)} on disk"))
+    whisper = (preload.get("whisper") or {}).get("id")
+    state = preload.get("state", "idle")
+    if state == "ready" and whisper:
+        pills.append(("", f"{whisper} loaded"))
+    elif state in PRELOAD_BUSY:
+        pills.append(("busy", f"preload {state}"))
+    elif state == "error":
+        pills.append(("", "preload failed"))
+    return "".join(f'<span class="mm-pill {cls}">{esc(text)}</span>' for cls, text in pills)
+
+
+def _gauge(title: str, big: str, sub: str, percent: float | None) -> str:
+    meter = ""
+    if percent is not None:
+        pct = max(0.0, min(100.0, float(percent)))
+        level = "crit" if pct >= 90 else "warn" if pct >= 75 else ""
+        meter = f'<div class="mm-meter {level}"><div style="width:{pct:.1f}%"></div></div>'
+    return (
+        f'<div class="mm-gauge"><h4>{esc(title)}</h4><div class="mm-big">{esc(big)}</div>'
+        f'{meter}<div class="mm-sub">{sub}</div></div>'
+    )
+
+
+def render_system(report: dict[str, Any], preload: dict[str, Any]) -> str:
+    """System tab: gauges for CPU, RAM, GPU, disk and the loaded models."""
+    cards = []
+    cpu = report.get("cpu") or {}
+    cards.append(
+        _gauge(
+            "CPU",
+            f"{cpu.get('percent', 0):.0f}%",
+            esc(f"{cpu.get('count')} cores"),
+            cpu.get("percent"),
+        )
+    )
+    ram = report.get("ram") or {}
+    total, available = ram.get("total_bytes") or 0, ram.get("available_bytes") or 0
+    cards.append(
+        _gauge(
+            "RAM",
+            f"{ram.get('percent', 0):.0f}%",
+            esc(f"{human_bytes(total - available)} used of {human_bytes(total)}"),
+            ram.get("percent"),
+        )
+    )
+    gpu = report.get("gpu") or {}
+    if gpu.get("available"):
+        g_total, g_free = gpu.get("total_bytes") or 0, gpu.get("free_bytes") or 0
+        used = g_total - g_free
+        cards.append(
+            _gauge(
+                f"GPU · {gpu.get('name', 'CUDA')}",
+                f"{100 * used / g_total:.0f}%" if g_total else "—",
+                esc(
+                    f"{human_bytes(used)} used of {human_bytes(g_total)}; "
+                    f"{human_bytes(gpu.get('allocated_bytes'))} by models"
+                ),
+                100 * used / g_total if g_total else None,
+            )
+        )
+    else:
+        note = "No CUDA device" if gpu.get("available") is False else (gpu.get("note") or "unknown")
+        cards.append(_gauge("GPU", "—", esc(note), None))
+    disk = report.get("disk") or {}
+    d_free, d_total = disk.get("free_bytes"), disk.get("total_bytes")
+    d_pct = 100 * (d_total - d_free) / d_total if d_total and d_free is not None else None
+    cards.append(
+        _gauge(
+            "Model cache disk",
+            f"{human_bytes(d_free)} free",
+            esc(disk.get("path", "")) + (esc(f" · {human_bytes(d_total)} total") if d_total else ""),
+            d_pct,
+        )
+    )
+    rss = (report.get("process") or {}).get("rss_bytes")
+    cards.append(
+        _gauge(
+            "This process",
+            human_bytes(rss),
+            esc(f"{100 * rss / total:.1f}% of RAM") if rss and total else "",
+            100 * rss / total if rss and total else None,
+        )
+    )
+    loaded = []
+    whisper, align = preload.get("whisper") or {}, preload.get("align") or {}
+    if whisper:
+        loaded.append(f"Whisper <b>{esc(whisper.get('id'))}</b> on {esc(whisper.get('device'))}")
+    if align:
+        loaded.append(f"Alignment <b>{esc(align.get('id'))}</b> ({esc(align.get('language'))})")
+    cuda = (preload.get("memory") or {}).get("cuda") or {}
+    if cuda:
+        loaded.append(f"CUDA allocated {esc(human_bytes(cuda.get('allocated_bytes')))}")
+    cards.append(
+        _gauge(
+            "Loaded models",
+            str(len([x for x in (whisper, align) if x])),
+            "<br>".join(loaded) or "nothing loaded",
+            None,
+        )
+    )
+    return f'<div class="mm-gauges">{"".join(cards)}</div>'
+
+
+def segment_rows(transcript: Any) -> list[list[str]]:
+    """Transcript -> rows for the segment table: start, end, text, words with timings."""
+    rows = []
+    for seg in transcript.segments:
+        words = " · ".join(
+            f"{w.text.strip()} {format_seconds(w.start)}–{format_seconds(w.end)}" for w in seg.words or ()
+        )
+        rows.append([format_clock(seg.start), format_clock(seg.end), seg.text.strip(), words])
+    return rows
+
+
+def render_stage(text: str, kind: str = "") -> str:
+    return f'<div class="mm-stage {esc(kind)}" data-kind="{esc(kind or "running")}">{text}</div>'
+
+
+STAGES = {
+    "decoding": "Decoding the audio…",
+    "transcribing": "Transcribing with {model}…",
+    "aligning": "Aligning the words…",
+    "done": "Writing the subtitle files…",
+}
+
+
+def stage_text(name: str, model_id: str) -> str:
+    """The pipeline's stage name in words."""
+    return STAGES.get(name, name.capitalize() + "…").format(model=model_id)
+
+
+def done_text(transcript: Any, took_s: float) -> str:
+    n = len(transcript.segments)
+    return (
+        f"Done: {n} segment{'s' if n != 1 else ''} from {transcript.duration:.1f} s of audio, "
+        f"language <b>{esc(transcript.language)}</b>, in {took_s:.1f} s."
+    )
+
+
+def output_stem(audio_path: str) -> str:
+    """Subtitle file names follow the uploaded file's name."""
+    stem = Path(audio_path).stem.strip()
+    return stem if stem and stem not in {".", ".."} else "audio"
+
+
+def language_arg(language: str | None) -> str | None:
+    return None if not language or language == AUTO else language
