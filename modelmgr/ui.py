@@ -52,7 +52,6 @@ from .ui_view import (
     IDLE_TICK_S,
     IN_FLIGHT,
     OUTPUT_FORMATS,
-    SEGMENT_HEADERS,
     button_states,
     describe_start,
     done_text,
@@ -67,6 +66,7 @@ from .ui_view import (
     render_models_table,
     render_panel,
     render_preload,
+    render_segments,
     render_stage,
     render_system,
     segment_rows,
@@ -196,16 +196,7 @@ def _transcribe_tab(choices: SimpleNamespace) -> SimpleNamespace:
             stage = _html(
                 render_stage("Upload or record audio, then press Transcribe."), elem_id="transcribe-stage"
             )
-            segments = gr.Dataframe(
-                headers=SEGMENT_HEADERS,
-                value=[],
-                interactive=False,
-                wrap=True,
-                column_widths=["13%", "13%", "30%", "44%"],
-                label="Segments",
-                elem_id="segments-table",
-                max_height=420,
-            )
+            segments = _html(render_segments([]), elem_id="segments-table")
             files = gr.File(
                 label="Subtitles and transcript (SRT, VTT, JSON, TXT)",
                 file_count="multiple",
@@ -507,7 +498,7 @@ def _wire_transcribe(services: Services, tx: SimpleNamespace) -> None:
         transcript, paths = result["transcript"], result["files"]
         yield (
             render_stage(done_text(transcript, time.monotonic() - started), "ok"),
-            segment_rows(transcript),
+            render_segments(segment_rows(transcript)),
             gr.File(value=[str(paths[fmt]) for fmt in OUTPUT_FORMATS if fmt in paths], visible=True),
         )
 

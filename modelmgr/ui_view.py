@@ -398,6 +398,23 @@ def segment_rows(transcript: Any) -> list[list[str]]:
     return rows
 
 
+def render_segments(rows: Sequence[Sequence[str]]) -> str:
+    """The segment table as HTML (gr.Dataframe would import pandas and matplotlib, ~1 s of start-up)."""
+    if not rows:
+        return '<div class="mm-table-wrap mm-segments"><p class="mm-sub">No segments yet.</p></div>'
+    head = "".join(f"<th>{esc(h)}</th>" for h in SEGMENT_HEADERS)
+    body = "".join(
+        f'<tr data-row="{i}">'
+        + "".join(f'<td data-col="{j}">{esc(cell)}</td>' for j, cell in enumerate(row))
+        + "</tr>"
+        for i, row in enumerate(rows)
+    )
+    return (
+        '<div class="mm-table-wrap mm-segments"><table class="mm-table">'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+    )
+
+
 def render_stage(text: str, kind: str = "") -> str:
     return f'<div class="mm-stage {esc(kind)}" data-kind="{esc(kind or "running")}">{text}</div>'
 
