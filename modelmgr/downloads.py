@@ -216,8 +216,8 @@ class DownloadManager:
     # --- views ---
     def describe(self, spec: ModelSpec) -> dict[str, Any]:
         """The API's ``Model`` object: disk state overlaid with the job in flight."""
+        job = self.job(spec.id)  # before the disk: a job seen finished has already linked its files
         state = self.store.local_state(spec)
-        job = self.job(spec.id)
         if job is not None and job.status in IN_FLIGHT:
             status, progress, error = job.status, job.progress(), None
         elif state.status == "downloaded":
@@ -354,6 +354,7 @@ class DownloadManager:
             retries=self.settings.download_retries,
             timeout_s=self.settings.download_timeout_s,
         )
+        job.bytes_done = manifest.total_bytes  # files another process completed count as done
         job.status = "verifying"
         self._publish(job)
         self.store.link_snapshot(spec, manifest, spec.revision)

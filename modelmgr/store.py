@@ -87,6 +87,7 @@ class Target:
     entry: FileEntry
     final: Path
     partial: Path
+    lock: Path  # a cross-process file lock: one writer per partial, even across processes
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class Store:
         self.hub_cache = settings.hub_cache
         self.checkpoints = settings.torch_checkpoints
         self.manifests = settings.state_dir / "manifests"
+        self.locks = settings.state_dir / "locks"
 
     # --- layout ---
     def repo_dir(self, spec: ModelSpec) -> Path:
@@ -123,9 +125,12 @@ class Store:
         for entry in manifest.files:
             if spec.source == "torchaudio":
                 final = self.checkpoints / entry.path
+                lock = self.locks / f"{entry.path}.lock"
             else:
                 final = self.repo_dir(spec) / "blobs" / entry.etag
-            out.append(Target(entry, final, final.with_name(final.name + PARTIAL_SUFFIX)))
+                # huggingface_hub's own lock place, so its downloads and ours never interleave
+                lock = self.hub_cache / ".locks" / self.repo_dir(spec).name / f"{entry.etag}.lock"
+            out.append(Target(entry, final, final.with_name(final.name + PARTIAL_SUFFIX), lock))
         return out
 
     def _snapshot_dir(self, spec: ModelSpec, commit: str | None) -> Path | None:
@@ -165,7 +170,8 @@ class Store:
                 present += size
                 continue
             complete = False
-            present += _size(target.partial) or 0
+            blob = _size(target.final)
+            present += blob if blob == target.entry.size else (_size(target.partial) or 0)
         path = self.model_path(spec, manifest)
         if complete:
             return LocalState("downloaded", present, manifest.total_bytes, path)

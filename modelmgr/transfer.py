@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
+from filelock import FileLock, Timeout
 
 from .errors import AccessDenied, Cancelled, DiskFull, DownloadFailed, RemoteNotFound
 from .store import Target
@@ -59,19 +60,36 @@ def _fetch_one(
     retries: int,
 ) -> None:
     target.final.parent.mkdir(parents=True, exist_ok=True)
-    attempt = 0
-    while True:
+    target.lock.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(target.lock)
+    while True:  # wait for another process writing the same file, but stay cancellable
         if cancel.is_set():
             raise Cancelled("cancelled")
         try:
-            _stream(client, target, on_progress, cancel)
-            return
-        except (httpx.TransportError, _Retryable) as exc:
-            attempt += 1
-            if attempt > retries:
-                raise DownloadFailed(f"{target.entry.path}: gave up after {retries} retries ({exc})") from exc
-            if cancel.wait(min(0.25 * 2**attempt, 8.0)):
-                raise Cancelled("cancelled") from None
+            lock.acquire(timeout=0.5)
+            break
+        except Timeout:
+            continue
+    try:
+        if _size(target.final) == target.entry.size:
+            return  # the other process finished it while we waited
+        attempt = 0
+        while True:
+            if cancel.is_set():
+                raise Cancelled("cancelled")
+            try:
+                _stream(client, target, on_progress, cancel)
+                return
+            except (httpx.TransportError, _Retryable) as exc:
+                attempt += 1
+                if attempt > retries:
+                    raise DownloadFailed(
+                        f"{target.entry.path}: gave up after {retries} retries ({exc})"
+                    ) from exc
+                if cancel.wait(min(0.25 * 2**attempt, 8.0)):
+                    raise Cancelled("cancelled") from None
+    finally:
+        lock.release()
 
 
 class _Retryable(Exception):

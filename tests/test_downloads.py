@@ -292,3 +292,23 @@ def test_shutdown_keeps_partials_and_the_next_process_resumes(settings, hub: Fak
         assert second.store.verify(spec) == []
     finally:
         second.shutdown()
+
+
+def test_two_processes_sharing_a_cache_transfer_each_file_once(settings, hub: FakeHub) -> None:
+    """Two managers on one cache stand in for two processes: the file lock lets one write."""
+    hub.set_throttle(1_000_000)
+    first, second = Services.build(settings), Services.build(settings)
+    try:
+        first.downloads.start("tiny", with_align=False)
+        spec = first.catalog.get("tiny")
+        wait_until(lambda: first.downloads.describe(spec)["progress"]["bytes_done"] > 0, what="first writer")
+        second.downloads.start("tiny", with_align=False)
+        wait_status(first, "tiny", "downloaded")
+        wait_status(second, "tiny", "downloaded")
+        assert second.downloads.describe(spec)["progress"]["percent"] == 100.0
+        for path in whisper_files(hub, TINY):
+            assert hub.get_count(TINY, path) == 1, path
+        assert first.store.verify(spec) == []
+    finally:
+        first.shutdown()
+        second.shutdown()
