@@ -161,6 +161,21 @@ class DownloadManager:
                 self.start(align_id, with_align=False)
         return result
 
+    def resume_interrupted(self) -> list[str]:
+        """Restart downloads that a crash or shutdown interrupted (partial files on disk).
+
+        Disk reads only; called once at start-up from a worker thread.
+        """
+        if self.settings.offline:
+            return []
+        resumed = []
+        for spec in self.catalog.all():
+            if self.store.has_partials(spec) and self.store.local_state(spec).status == "incomplete":
+                log.info("resuming the interrupted download of %s", spec.id)
+                self.start(spec.id, with_align=False)
+                resumed.append(spec.id)
+        return resumed
+
     def cancel(self, model_id: str) -> Job:
         spec = self.catalog.get(model_id)
         with self._lock:

@@ -26,6 +26,8 @@ def create_api_app(services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services.bus.bind(asyncio.get_running_loop())
+        if services.settings.resume_on_start:
+            await asyncio.to_thread(services.downloads.resume_interrupted)
         yield
         services.shutdown()
 

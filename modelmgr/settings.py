@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     download_retries: int = Field(4, ge=0)
     download_timeout_s: float = 30.0
     min_free_bytes: int = 256 * 1024 * 1024
+    resume_on_start: bool = True  # restart downloads a crash or shutdown interrupted
 
     # --- events ---
     progress_interval_s: float = 0.1

@@ -249,6 +249,11 @@ class Store:
         ref.write_text(manifest.commit)
         return snap
 
+    def has_partials(self, spec: ModelSpec) -> bool:
+        """True when a transfer of this model was interrupted with bytes on disk."""
+        manifest = self.load_manifest(spec)
+        return manifest is not None and any(_size(t.partial) for t in self.targets(spec, manifest))
+
     def remove_partials(self, spec: ModelSpec) -> None:
         manifest = self.load_manifest(spec)
         if manifest is None:

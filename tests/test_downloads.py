@@ -312,3 +312,22 @@ def test_two_processes_sharing_a_cache_transfer_each_file_once(settings, hub: Fa
     finally:
         first.shutdown()
         second.shutdown()
+
+
+def test_server_start_resumes_interrupted_downloads(settings, hub: FakeHub) -> None:
+    from tests.live import run_server
+
+    hub.set_throttle(500_000)
+    crashed = Services.build(settings)
+    crashed.downloads.start("tiny", with_align=False)
+    spec = crashed.catalog.get("tiny")
+    wait_until(
+        lambda: crashed.downloads.describe(spec)["progress"]["bytes_done"] > 300_000, what="some bytes"
+    )
+    crashed.shutdown()
+    hub.set_throttle(None)
+    with run_server(settings) as live:
+        wait_status(live.services, "tiny", "downloaded")
+        assert live.services.store.verify(spec) == []
+    untouched = Services.build(settings)
+    assert untouched.downloads.resume_interrupted() == [], "nothing left to resume"
