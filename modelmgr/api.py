@@ -274,6 +274,5 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = f"{self.max_bytes // 1024} KiB"
-        response = error_response(413, "payload_too_large", f"request bodies are limited to {limit}")
-        await response(scope, receive, send)
+        exc = errors.PayloadTooLarge(f"request bodies are limited to {self.max_bytes // 1024} KiB")
+        await error_response(status_for(exc), exc.code, exc.message)(scope, receive, send)

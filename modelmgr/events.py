@@ -2,10 +2,10 @@
 
 Deliberate choices (keep them):
 
-* ``publish`` may be called from any thread and never blocks: it stamps an id,
-  appends to the replay buffer under a lock, and hands fan-out to the event loop
-  with ``loop.call_soon_threadsafe``. Only the loop thread touches the queues,
-  so they need no lock of their own.
+* ``publish`` may be called from any thread and never blocks: under one lock it
+  stamps an id, appends to the replay buffer and hands fan-out to the event loop
+  with ``loop.call_soon_threadsafe`` (so the loop sees events in id order).
+  Only the loop thread touches the queues, so they need no lock of their own.
 * Queues are bounded. When a slow client's queue is full, its oldest
   *progress* event is dropped (a newer one supersedes it); terminal events
   (downloaded / error / cancelled) and everything else are never dropped. If a
@@ -73,7 +73,7 @@ class SubscriberQueue(asyncio.Queue):
 
 class EventBus:
     def __init__(self, *, replay: int = 2048, queue_size: int = 256) -> None:
-        self._lock = threading.Lock()  # guards _next_id and _replay (written from worker threads)
+        self._lock = threading.Lock()  # guards _next_id, _replay and the order of fan-out calls
         self._next_id = 1
         self._replay: deque[Event] = deque(maxlen=replay)
         self._queues: set[SubscriberQueue] = set()  # touched on the loop thread only
@@ -108,10 +108,13 @@ class EventBus:
             event = Event(self._next_id, name, data)
             self._next_id += 1
             self._replay.append(event)
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
-                loop.call_soon_threadsafe(self._fan_out, event)
+            loop = self._loop
+            # Scheduled under the lock so the loop fans events out in id order; a stream skips
+            # ids it has passed, so out-of-order delivery would lose events. The call only
+            # appends to the loop's queue: it never blocks.
+            if loop is not None and not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
+                    loop.call_soon_threadsafe(self._fan_out, event)
         return event
 
     def _fan_out(self, event: Event) -> None:

@@ -23,10 +23,16 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def resolve_device(device: str) -> tuple[str, str]:
-    """``auto|cpu|cuda`` -> (device, CTranslate2 compute type)."""
+def check_device(device: str) -> str:
+    """Reject unknown device names up front (cheap: no torch import)."""
     if device not in DEVICES:
         raise UnknownDevice(f"{device!r} is not one of {', '.join(DEVICES)}")
+    return device
+
+
+def resolve_device(device: str) -> tuple[str, str]:
+    """``auto|cpu|cuda`` -> (device, CTranslate2 compute type)."""
+    check_device(device)
     if device == "auto":
         device = "cuda" if cuda_available() else "cpu"
     elif device == "cuda" and not cuda_available():

@@ -66,8 +66,7 @@ class PreloadManager:
             raise InvalidInput(f"{model} is an alignment model; preload a Whisper model")
         if language is not None:
             self.catalog.check_language(language)
-        if device not in loaders.DEVICES:
-            raise loaders.UnknownDevice(f"{device!r} is not one of {', '.join(loaders.DEVICES)}")
+        loaders.check_device(device)
         return Request(spec.id, language or spec.language, device), spec
 
     def start(self, model: str, language: str | None = None, device: str = "auto") -> dict[str, Any]:
