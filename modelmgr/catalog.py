@@ -179,6 +179,13 @@ class Catalog:
             raise UnknownLanguage(f"{language!r} is not a language Whisper knows")
         return language
 
+    def check_model_language(self, spec: ModelSpec, language: str) -> str:
+        """A language-specific model (``*.en``) transcribes its own language only."""
+        self.check_language(language)
+        if spec.kind == "whisper" and spec.language and language != spec.language:
+            raise UnknownLanguage(f"{spec.id} only transcribes {spec.language!r}, not {language!r}")
+        return language
+
     def align_for(self, language: str) -> ModelSpec | None:
         """The alignment model whisperx would pick for ``language`` (None: it has none)."""
         self.check_language(language)
@@ -196,7 +203,7 @@ class Catalog:
         if spec.kind != "whisper":
             return []
         if requested:
-            return [self.check_language(lang) for lang in dict.fromkeys(requested)]
+            return [self.check_model_language(spec, lang) for lang in dict.fromkeys(requested)]
         if spec.language:
             return [spec.language]
         return [self.check_language(lang) for lang in defaults]

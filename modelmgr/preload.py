@@ -65,7 +65,7 @@ class PreloadManager:
         if spec.kind != "whisper":
             raise InvalidInput(f"{model} is an alignment model; preload a Whisper model")
         if language is not None:
-            self.catalog.check_language(language)
+            self.catalog.check_model_language(spec, language)
         loaders.check_device(device)
         return Request(spec.id, language or spec.language, device), spec
 

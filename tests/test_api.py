@@ -261,6 +261,8 @@ BAD_INPUTS = [
     ("POST", "/api/models/tiny/download", {"languages": "zh"}, 422, "validation_error"),
     ("POST", "/api/models/tiny/download", {"languages": ["xx"]}, 400, "unknown_language"),
     ("POST", "/api/models/tiny/download", {"with_align": "yes"}, 422, "validation_error"),
+    ("POST", "/api/models/tiny.en/download", {"languages": ["zh"]}, 400, "unknown_language"),
+    ("POST", "/api/preload/start", {"model": "tiny.en", "language": "zh"}, 400, "unknown_language"),
     ("POST", "/api/models/tiny/download", {"surprise": 1}, 422, "validation_error"),
     ("POST", "/api/models/tiny/download", b"[1, 2]", 422, "validation_error"),
     ("POST", "/api/models/tiny/cancel", None, 409, "not_downloading"),
