@@ -69,14 +69,8 @@ class StudioServer(uvicorn.Server):
     on their own, so they are told to end first and shutdown stays prompt."""
 
     async def shutdown(self, sockets=None) -> None:  # type: ignore[override]
-        services = getattr(getattr(self.config.loaded_app, "state", None), "services", None)
-        if services is None:
-            services = _find_services(self.config.app)
+        # config.app is the app create_app returned (loaded_app wraps it in middleware).
+        services: Services | None = getattr(getattr(self.config.app, "state", None), "services", None)
         if services is not None:
             services.bus.close()
         await super().shutdown(sockets=sockets)
-
-
-def _find_services(app: object) -> Services | None:
-    state = getattr(app, "state", None)
-    return getattr(state, "services", None)

@@ -265,10 +265,10 @@ class Store:
         """Remove a model's files and manifest; returns the bytes freed."""
         freed = 0
         if spec.source == "torchaudio":
-            for path in (self.checkpoints / (spec.filename or ""),):
-                for p in (path, path.with_name(path.name + PARTIAL_SUFFIX)):
-                    freed += _size(p) or 0
-                    p.unlink(missing_ok=True)
+            path = self.checkpoints / (spec.filename or "")
+            for p in (path, path.with_name(path.name + PARTIAL_SUFFIX)):
+                freed += _size(p) or 0
+                p.unlink(missing_ok=True)
         else:
             repo = self.repo_dir(spec)
             if repo.exists():

@@ -25,8 +25,7 @@ def wait_status(services: Services, model_id: str, *wanted: str, timeout: float 
     )
 
 
-def whisper_files(hub: FakeHub, repo: str) -> list[str]:
-    return ["config.json", "model.bin", "tokenizer.json", "preprocessor_config.json"]
+WHISPER_FILES = ("config.json", "model.bin", "tokenizer.json", "preprocessor_config.json")
 
 
 def partials(root: Path) -> list[Path]:
@@ -52,7 +51,7 @@ def test_concurrent_starts_share_one_job_and_one_transfer(services: Services, hu
     assert results.count("already_downloading") == 49
     wait_status(services, "tiny", "downloaded")
     assert services.downloads.transfers_started == 1
-    for path in whisper_files(hub, TINY):
+    for path in WHISPER_FILES:
         assert hub.get_count(TINY, path) == 1, path
 
 
@@ -281,13 +280,13 @@ def test_shutdown_keeps_partials_and_the_next_process_resumes(settings, hub: Fak
     assert partials(settings.hf_home), "the interrupted download left its partial file"
     assert first.store.local_state(spec).status == "incomplete"
     hub.set_throttle(None)
-    sent_before = sum(hub.bytes_sent(TINY, p) for p in whisper_files(hub, TINY))
+    sent_before = sum(hub.bytes_sent(TINY, p) for p in WHISPER_FILES)
     second = Services.build(settings)
     try:
         second.downloads.start("tiny", with_align=False)
         wait_status(second, "tiny", "downloaded")
         total = second.store.load_manifest(spec).total_bytes
-        sent = sum(hub.bytes_sent(TINY, p) for p in whisper_files(hub, TINY))
+        sent = sum(hub.bytes_sent(TINY, p) for p in WHISPER_FILES)
         assert sent - sent_before < total - 500_000, "resumed, not started over"
         assert second.store.verify(spec) == []
     finally:
@@ -306,7 +305,7 @@ def test_two_processes_sharing_a_cache_transfer_each_file_once(settings, hub: Fa
         wait_status(first, "tiny", "downloaded")
         wait_status(second, "tiny", "downloaded")
         assert second.downloads.describe(spec)["progress"]["percent"] == 100.0
-        for path in whisper_files(hub, TINY):
+        for path in WHISPER_FILES:
             assert hub.get_count(TINY, path) == 1, path
         assert first.store.verify(spec) == []
     finally:
