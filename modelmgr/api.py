@@ -37,6 +37,7 @@ STATUS: dict[type[errors.ModelMgrError], int] = {
     errors.PayloadTooLarge: 413,
     errors.PreloadFailed: 500,
     errors.DownloadFailed: 502,
+    errors.HubTimeout: 504,
     errors.Offline: 503,
     errors.DiskFull: 507,
 }

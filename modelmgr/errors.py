@@ -12,7 +12,10 @@ Hierarchy (HTTP status is mapped in ``api.py``, nowhere else)::
     ├── Unauthorized            missing/wrong auth token                 -> 401
     ├── PayloadTooLarge         request body over the limit              -> 413
     ├── DiskFull                not enough free space for a download     -> 507
+    ├── ModelInUse              a job holds a lease on the model         -> 409
     ├── DownloadFailed          the remote side failed us                -> 502
+    │   ├── HubUnreachable      refused, DNS, TLS, proxy: no answer      -> 502
+    │   ├── HubTimeout          connected, then no answer in time        -> 504
     │   ├── Offline             offline mode and the files are missing   -> 503
     │   ├── RemoteNotFound      the hub says the repo/file is gone
     │   ├── AccessDenied        gated/private repo, token missing        -> 403
@@ -70,8 +73,20 @@ class DiskFull(ModelMgrError):
     code = "insufficient_storage"
 
 
+class ModelInUse(ModelBusy):
+    code = "model_in_use"
+
+
 class DownloadFailed(ModelMgrError):
     code = "download_failed"
+
+
+class HubUnreachable(DownloadFailed):
+    code = "hub_unreachable"
+
+
+class HubTimeout(DownloadFailed):
+    code = "hub_timeout"
 
 
 class Offline(DownloadFailed):

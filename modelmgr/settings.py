@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     max_whisper_downloads: int = Field(1, ge=1)
     max_align_downloads: int = Field(1, ge=1)
     download_retries: int = Field(4, ge=0)
-    download_timeout_s: float = 30.0
+    download_timeout_s: float = 30.0  # connect and read deadline of every network call
+    stall_s: float = Field(30.0, gt=0)  # a transfer that moves no byte this long is failed and retried
     min_free_bytes: int = 256 * 1024 * 1024
     resume_on_start: bool = True  # restart downloads a crash or shutdown interrupted
 
