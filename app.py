@@ -1,44 +1,12 @@
-"""Start the studio: `uv run app.py [--host H] [--port P] [--auth-token T] [--no-ui] [--share]`."""
+"""Start the studio: `uv run app.py [--host H] [--port P] [--root-path /studio] [--no-ui] ...`.
+
+The code lives in ``modelmgr/studio.py`` so the installed console script
+``whisperx-studio`` runs the same thing.
+"""
 
 from __future__ import annotations
 
-import argparse
-import logging
-
-import uvicorn
-
-from modelmgr.server import StudioServer, create_app
-from modelmgr.settings import Settings
-from modelmgr.share import share_in_background
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="WhisperX transcription studio")
-    parser.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default 7860)")
-    parser.add_argument("--auth-token", help="require this token on the API (Authorization: Bearer ...)")
-    parser.add_argument("--no-ui", action="store_true", help="serve the API only (fast start-up)")
-    parser.add_argument("--share", action="store_true", help="also open a Gradio share link")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    overrides = {
-        k: v for k, v in {"host": args.host, "port": args.port, "auth_token": args.auth_token}.items() if v
-    }
-    settings = Settings(**overrides)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings, ui=not args.no_ui)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, timeout_graceful_shutdown=5)
-    if args.share:
-        if settings.auth_token is None:
-            logging.warning(
-                "--share without --auth-token: anyone with the link can download and delete models"
-            )
-        share_in_background(settings.host, settings.port)
-    StudioServer(config).run()
-
+from modelmgr.studio import main, parse_args  # noqa: F401  (parse_args re-exported)
 
 if __name__ == "__main__":
     main()

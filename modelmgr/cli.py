@@ -121,3 +121,8 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     except KeyboardInterrupt:
         services.downloads.shutdown()
         return 130
+
+
+def run() -> None:
+    """Console script ``modelmgr``."""
+    sys.exit(main())

@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from .api import install_api
+from .rootpath import RootPath
 from .services import Services
 from .settings import Settings
 
@@ -51,8 +52,11 @@ def create_app(settings: Settings, *, ui: bool = True) -> FastAPI:
             path="/",
             auth=_ui_auth(settings),
             auth_message="Sign in with any user name and the studio's auth token as the password.",
+            root_path=settings.root_path or None,  # Gradio's links then carry the prefix
         )
         app.state.services = services
+    if settings.root_path:
+        app.add_middleware(RootPath, root_path=settings.root_path)
     return app
 
 

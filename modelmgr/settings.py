@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     port: int = 7860
     auth_token: SecretStr | None = None
     max_body_bytes: int = 1024 * 1024
+    # The public path prefix behind a proxy (e.g. "/studio"); requests with or without it are served.
+    root_path: str = Field("", pattern=r"^(/[A-Za-z0-9._~\-]+)*$")
+    # Proxies whose X-Forwarded-Proto/-For uvicorn trusts (comma-separated IPs or "*").
+    forwarded_allow_ips: str = "127.0.0.1,::1"
 
     # --- where models come from and go to ---
     hf_endpoint: str = Field("https://huggingface.co", validation_alias=_alias("HF_ENDPOINT", "HF_ENDPOINT"))
@@ -71,6 +75,12 @@ class Settings(BaseSettings):
     heartbeat_s: float = 15.0
     event_replay: int = 2048
     subscriber_queue: int = 256
+
+    @field_validator("root_path", mode="before")
+    @classmethod
+    def _no_trailing_slash(cls, value: object) -> object:
+        """ "/studio/" and "/studio" mean the same prefix; "/" means none."""
+        return value.rstrip("/") if isinstance(value, str) else value
 
     @property
     def hub_cache(self) -> Path:

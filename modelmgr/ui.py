@@ -76,7 +76,9 @@ from .ui_view import (
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# In a checkout the assets sit beside the package; an installed wheel carries them inside it.
+_HERE = Path(__file__).resolve().parent
+ASSETS = _HERE / "assets" if (_HERE / "assets").is_dir() else _HERE.parent / "assets"
 CSS_PATH = ASSETS / "studio.css"
 LOGO_PATH = ASSETS / "logo.svg"
 
