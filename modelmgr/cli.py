@@ -1,20 +1,51 @@
-"""``python -m modelmgr``: list, download, delete and verify models from a terminal.
+"""``modelmgr`` / ``python -m modelmgr``: models from a terminal or a script.
 
-The same managers as the web app, so the same dedupe, resume, bundling and
-integrity rules apply; progress is shown with tqdm.
+Two ways to run, the same commands:
+
+* **In-process** (default): the web app's own managers in this process, so the
+  same dedupe, resume, bundling and integrity rules apply to the local cache.
+* **Against a running server** (``--url`` or ``MODELMGR_URL``, with ``--token`` /
+  ``MODELMGR_AUTH_TOKEN``): the server downloads and preloads; progress comes
+  from its event stream (``/api/events``) and is shown with tqdm on stderr.
+
+``--json`` prints machine-readable JSON on stdout (the API's ``Model`` objects);
+progress bars and messages go to stderr, so stdout stays parseable.
+
+Exit codes (also in ``--help`` and the README):
+0 done; 1 the operation failed (download error, cancelled, verify found
+problems, preload error, server refused with 409/5xx); 2 bad input (usage,
+unknown model or language, 4xx); 3 the server cannot be reached or refused the
+token; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import queue
 import sys
+import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
+from pydantic import SecretStr
 from tqdm import tqdm
 
-from .errors import InvalidInput, ModelMgrError, ModelNotFound
-from .services import Services
+from .client import ServerError, ServerUnreachable, StudioClient
+from .errors import InvalidInput, ModelMgrError, ModelNotFound, NotDownloading
 from .settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = """exit codes:
+  0    done
+  1    the operation failed (download error, cancelled, verify problems, preload error, busy)
+  2    bad input (usage, unknown model or language)
+  3    the server cannot be reached or refused the token (--url)
+  130  interrupted"""
+IN_FLIGHT = frozenset({"queued", "downloading", "verifying"})
+ENDED = frozenset({"downloaded", "error", "cancelled"})
+BUNDLE_GRACE_S = 3.0  # a bundled alignment download starts right after its Whisper model ends
 
 
 def _human(n: int | None) -> str:
@@ -27,100 +58,379 @@ def _human(n: int | None) -> str:
     return f"{n:.1f} TB"
 
 
-def cmd_list(services: Services, args: argparse.Namespace) -> int:
-    rows = services.downloads.snapshot()
-    if args.downloaded:
-        rows = [m for m in rows if m["status"] == "downloaded"]
+def _say(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
     width = max(len(m["id"]) for m in rows) if rows else 10
     for m in rows:
         size = _human(m["size_bytes"])
         print(f"{m['id']:<{width}}  {m['kind']:<7}  {m['language'] or '-':<4}  {size:>8}  {m['status']}")
-    return 0
 
 
-def _follow(services: Services, model_id: str) -> str:
-    """Show one model's job until it ends; returns its final status."""
-    job = services.downloads.job(model_id)
-    if job is None:
-        return services.downloads.describe(services.catalog.get(model_id))["status"]
-    with tqdm(desc=model_id, unit="B", unit_scale=True, unit_divisor=1024, leave=True) as bar:
-        while not job.done.wait(0.2):
-            if job.bytes_total and bar.total != job.bytes_total:
-                bar.total = job.bytes_total
+def _languages(args: argparse.Namespace) -> list[str] | None:
+    return [x for x in args.languages.split(",") if x] if args.languages else None
+
+
+# ----------------------------------------------------------------------------
+# In-process: the managers of this process
+# ----------------------------------------------------------------------------
+class Local:
+    def __init__(self, settings: Settings) -> None:
+        from .services import Services  # the managers; not needed to talk to a server
+
+        self.services = Services.build(settings)
+
+    def close(self) -> None:
+        self.services.downloads.shutdown()
+
+    def list(self, args: argparse.Namespace) -> int:
+        rows = self.services.downloads.snapshot()
+        if args.downloaded:
+            rows = [m for m in rows if m["status"] == "downloaded"]
+        _print_json({"models": rows}) if args.json else _print_table(rows)
+        return EXIT_OK
+
+    def status(self, args: argparse.Namespace) -> int:
+        model = self.services.downloads.describe(self.services.catalog.get(args.model))
+        _print_json(model) if args.json else _print_table([model])
+        return EXIT_OK
+
+    def _follow(self, model_id: str) -> str:
+        """Show one model's job until it ends; returns its final status."""
+        services = self.services
+        job = services.downloads.job(model_id)
+        if job is None:
+            return services.downloads.describe(services.catalog.get(model_id))["status"]
+        with tqdm(desc=model_id, unit="B", unit_scale=True, unit_divisor=1024, leave=True) as bar:
+            while not job.done.wait(0.2):
+                if job.bytes_total and bar.total != job.bytes_total:
+                    bar.total = job.bytes_total
+                bar.update(job.bytes_done - bar.n)
             bar.update(job.bytes_done - bar.n)
-        bar.update(job.bytes_done - bar.n)
-    if job.error:
-        print(f"{model_id}: {job.error}", file=sys.stderr)
-    return job.status
+        if job.error:
+            _say(f"{model_id}: {job.error}")
+        return job.status
+
+    def download(self, args: argparse.Namespace) -> int:
+        services, languages = self.services, _languages(args)
+        result = services.downloads.start(args.model, languages=languages, with_align=not args.no_align)
+        _say(f"{args.model}: {result.status}")
+        ids = [services.catalog.get(args.model).id]
+        statuses = [self._follow(ids[0])]
+        bundle = result.job.bundle if result.job else ()
+        if result.job is None and not args.no_align:  # already here: its alignment models may be on their way
+            specs = services.catalog.align_models_for(services.catalog.get(args.model), languages or [])
+            bundle = tuple(s.id for s in specs)
+        for align_id in bundle:
+            # The bundle starts when the Whisper job ends; give it a moment to register.
+            deadline = time.monotonic() + 10
+            while services.downloads.job(align_id) is None and time.monotonic() < deadline:
+                if services.downloads.describe(services.catalog.get(align_id))["status"] == "downloaded":
+                    break
+                time.sleep(0.05)
+            ids.append(align_id)
+            statuses.append(self._follow(align_id))
+        if args.json:
+            _print_json({"models": [services.downloads.describe(services.catalog.get(i)) for i in ids]})
+        return EXIT_OK if all(s == "downloaded" for s in statuses) else EXIT_FAILED
+
+    def delete(self, args: argparse.Namespace) -> int:
+        _say(f"{args.model}: freed {_human(self.services.downloads.delete(args.model))}")
+        return EXIT_OK
+
+    def verify(self, args: argparse.Namespace) -> int:
+        problems = self.services.store.verify(self.services.catalog.get(args.model))
+        for problem in problems:
+            _say(problem)
+        print(f"{args.model}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
+        return EXIT_OK if not problems else EXIT_FAILED
+
+    def cancel(self, args: argparse.Namespace) -> int:
+        _say("cancel stops a download on a running server: give --url (or MODELMGR_URL)")
+        return EXIT_BAD_INPUT
+
+    def preload(self, args: argparse.Namespace) -> int:
+        _say("preload loads models into a running server: give --url (or MODELMGR_URL)")
+        return EXIT_BAD_INPUT
 
 
-def cmd_download(services: Services, args: argparse.Namespace) -> int:
-    languages = [x for x in args.languages.split(",") if x] if args.languages else None
-    result = services.downloads.start(args.model, languages=languages, with_align=not args.no_align)
-    print(f"{args.model}: {result.status}")
-    statuses = [_follow(services, services.catalog.get(args.model).id)]
-    bundle = result.job.bundle if result.job else ()
-    if result.job is None:  # already here: its alignment models may still be on their way
-        specs = services.catalog.align_models_for(services.catalog.get(args.model), languages or [])
-        bundle = tuple(s.id for s in specs)
-    for align_id in bundle:
-        # The bundle starts when the Whisper job ends; give it a moment to register.
-        deadline = time.monotonic() + 10
-        while services.downloads.job(align_id) is None and time.monotonic() < deadline:
-            if services.downloads.describe(services.catalog.get(align_id))["status"] == "downloaded":
-                break
-            time.sleep(0.05)
-        statuses.append(_follow(services, align_id))
-    return 0 if all(s == "downloaded" for s in statuses) else 1
+# ----------------------------------------------------------------------------
+# Against a running server: its REST API and its event stream
+# ----------------------------------------------------------------------------
+class _EventPump:
+    """Reads the server's event stream in a thread, so the caller can wait with a deadline."""
+
+    def __init__(self, client: StudioClient) -> None:
+        self.events: queue.Queue = queue.Queue()
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(client,), name="cli-events", daemon=True)
+        self.thread.start()
+
+    def _run(self, client: StudioClient) -> None:
+        try:
+            with client.events() as stream:
+                for event in stream:
+                    self.events.put(event)
+                    self.ready.set()
+                    if self.stop.is_set():
+                        return
+        except (ServerError, ServerUnreachable) as exc:
+            self.events.put(exc)
+        except Exception as exc:  # the stream was closed under us; the caller sees it as an end
+            self.events.put(ServerUnreachable(f"event stream ended: {exc}"))
+        finally:
+            self.ready.set()
+
+    def wait_snapshot(self, timeout_s: float = 30.0) -> dict[str, Any]:
+        event = self.next(timeout_s)
+        if event is None or event.event != "snapshot":
+            raise ServerUnreachable("the server's event stream did not start with a snapshot")
+        return json.loads(event.data)
+
+    def next(self, timeout_s: float) -> Any:
+        try:
+            item = self.events.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+        if isinstance(item, Exception):
+            raise item
+        return item
 
 
-def cmd_delete(services: Services, args: argparse.Namespace) -> int:
-    print(f"{args.model}: freed {_human(services.downloads.delete(args.model))}")
-    return 0
+class Bars:
+    """One tqdm bar per model in flight, fed from ``model_progress`` events."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, tqdm] = {}
+
+    def update(self, model: str, status: str, progress: dict[str, Any]) -> None:
+        if status not in IN_FLIGHT and model not in self.bars:
+            return
+        bar = self.bars.get(model)
+        if bar is None:
+            bar = self.bars[model] = tqdm(desc=model, unit="B", unit_scale=True, unit_divisor=1024)
+        total = progress.get("bytes_total")
+        if total and bar.total != total:
+            bar.total = total
+        bar.update((progress.get("bytes_done") or 0) - bar.n)
+        if status in ENDED:
+            bar.set_postfix_str(status)
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
 
 
-def cmd_verify(services: Services, args: argparse.Namespace) -> int:
-    problems = services.store.verify(services.catalog.get(args.model))
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    print(f"{args.model}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
-    return 0 if not problems else 1
+class Remote:
+    def __init__(self, settings: Settings) -> None:
+        token = settings.auth_token.get_secret_value() if settings.auth_token else None
+        self.client = StudioClient(settings.url or "", token, timeout_s=settings.download_timeout_s)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def list(self, args: argparse.Namespace) -> int:
+        rows = self.client.models()
+        if args.downloaded:
+            rows = [m for m in rows if m["status"] == "downloaded"]
+        _print_json({"models": rows}) if args.json else _print_table(rows)
+        return EXIT_OK
+
+    def status(self, args: argparse.Namespace) -> int:
+        model = self.client.model(args.model)
+        _print_json(model) if args.json else _print_table([model])
+        return EXIT_OK
+
+    def _watch(self, until: Callable[[dict[str, dict], float], bool], start: Callable[[], Any]) -> dict:
+        """Subscribe, run ``start``, then feed bars until ``until(states, now)`` holds."""
+        pump = _EventPump(self.client)
+        bars = Bars()
+        try:
+            snapshot = pump.wait_snapshot()  # subscribed before asking: no event is missed
+            states: dict[str, dict] = {m["id"]: m for m in snapshot["models"]}
+            states["__preload__"] = snapshot.get("preload") or {}
+            states["__answer__"] = start()
+            while not until(states, time.monotonic()):
+                event = pump.next(0.5)
+                if event is None:
+                    continue
+                if event.event == "model_progress":
+                    data = json.loads(event.data)
+                    states.setdefault(data["model"], {}).update(
+                        status=data["status"], progress=data["progress"], error=data.get("error")
+                    )
+                    states[data["model"]]["seen"] = True
+                    bars.update(data["model"], data["status"], data["progress"] or {})
+                elif event.event == "preload":
+                    states["__preload__"] = json.loads(event.data)
+                elif event.event == "snapshot":  # a fresh snapshot after lagging behind
+                    for m in json.loads(event.data)["models"]:
+                        states.setdefault(m["id"], {}).update(m)
+            return states
+        finally:
+            bars.close()
+            pump.stop.set()
+
+    def download(self, args: argparse.Namespace) -> int:
+        languages = _languages(args)
+        followed: list[str] = []
+        ended_at: dict[str, float] = {}
+
+        def start() -> dict:
+            answer = self.client.download(args.model, languages, not args.no_align)
+            _say(f"{args.model}: {answer['status']}")
+            return answer
+
+        def until(states: dict[str, dict], now: float) -> bool:
+            answer = states["__answer__"]
+            if not followed:
+                model = answer["model"]
+                followed.append(model["id"])
+                states[model["id"]] = {**states.get(model["id"], {}), **model}
+                if not args.no_align:
+                    wanted = set(model.get("align_models") or [])
+                    if languages:  # the alignment models of the asked languages, as the server bundles them
+                        wanted |= {
+                            m["id"]
+                            for m in states.values()
+                            if m.get("kind") == "align" and m.get("language") in languages
+                        }
+                    followed.extend(sorted(wanted))
+            for model_id in followed:
+                status = states.get(model_id, {}).get("status")
+                if status in IN_FLIGHT:
+                    ended_at.pop(model_id, None)
+                else:
+                    ended_at.setdefault(model_id, now)
+            whisper_end = ended_at.get(followed[0])
+            return (
+                whisper_end is not None
+                and len(ended_at) == len(followed)
+                and now - whisper_end >= (BUNDLE_GRACE_S if len(followed) > 1 else 0)
+            )
+
+        states = self._watch(until, start)
+        models = [self.client.model(model_id) for model_id in followed]
+        for m in models:
+            if m["status"] != "downloaded":
+                _say(f"{m['id']}: {m['status']}" + (f" ({m['error']})" if m.get("error") else ""))
+        if args.json:
+            _print_json({"status": states["__answer__"]["status"], "models": models})
+        # An alignment model that was never started (another language's) is not a failure of this one.
+        failed = [m for m in models if m["status"] in ("error", "cancelled", "incomplete")]
+        return EXIT_OK if models[0]["status"] == "downloaded" and not failed else EXIT_FAILED
+
+    def delete(self, args: argparse.Namespace) -> int:
+        _say(f"{args.model}: freed {_human(self.client.delete(args.model)['freed_bytes'])}")
+        return EXIT_OK
+
+    def cancel(self, args: argparse.Namespace) -> int:
+        answer = self.client.cancel(args.model)
+        _say(f"{args.model}: {answer['status']}")
+        return EXIT_OK
+
+    def verify(self, args: argparse.Namespace) -> int:
+        _say("verify re-hashes files on this machine: run it without --url where the cache is")
+        return EXIT_BAD_INPUT
+
+    def preload(self, args: argparse.Namespace) -> int:
+        def start() -> dict:
+            return self.client.preload(args.model, args.language, args.device)
+
+        def until(states: dict[str, dict], now: float) -> bool:
+            state = (states["__preload__"] or {}).get("state")
+            answered = states["__answer__"].get("state")
+            return answered in ("ready", "error") or state in ("ready", "error")
+
+        self._watch(until, start)
+        status = self.client.preload_status()
+        if args.json:
+            _print_json(status)
+        if status["state"] != "ready":
+            _say(f"preload {status['state']}: {status.get('error')}")
+            return EXIT_FAILED
+        whisper = status.get("whisper") or {}
+        _say(f"{whisper.get('id')} is loaded on {whisper.get('device')}")
+        return EXIT_OK
 
 
+# ----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m modelmgr", description="WhisperX Studio model manager")
+    parser = argparse.ArgumentParser(
+        prog="modelmgr",
+        description="WhisperX Studio model manager: in this process, or a running server with --url",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--url", help="drive a running studio, e.g. http://127.0.0.1:7860 (MODELMGR_URL)")
+    parser.add_argument("--token", help="its auth token (MODELMGR_AUTH_TOKEN)")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("list", help="every known model and its state")
+
+    def command(name: str, help_text: str, *, json_flag: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(run=name)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print JSON on stdout")
+        return p
+
+    p = command("list", "every known model and its state", json_flag=True)
     p.add_argument("--downloaded", action="store_true")
-    p.set_defaults(run=cmd_list)
-    p = sub.add_parser("download", help="download a model (and its alignment models)")
+    p = command("status", "one model's state", json_flag=True)
+    p.add_argument("model")
+    p = command("download", "download a model (and its alignment models)", json_flag=True)
     p.add_argument("model")
     p.add_argument("--languages", help="comma-separated, e.g. zh,ja: bring their alignment models")
     p.add_argument("--no-align", action="store_true")
-    p.set_defaults(run=cmd_download)
-    p = sub.add_parser("delete", help="remove a model's files")
+    command("cancel", "cancel a download on the server (--url)").add_argument("model")
+    command("delete", "remove a model's files").add_argument("model")
+    command("verify", "re-hash a model's files against its manifest (in-process)").add_argument("model")
+    p = command("preload", "load a model into the server's memory (--url)", json_flag=True)
     p.add_argument("model")
-    p.set_defaults(run=cmd_delete)
-    p = sub.add_parser("verify", help="re-hash a model's files against its manifest")
-    p.add_argument("model")
-    p.set_defaults(run=cmd_verify)
+    p.add_argument("--language")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     return parser
 
 
 def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
     args = build_parser().parse_args(argv)
-    services = Services.build(settings or Settings())
+    overrides: dict[str, Any] = {"url": args.url} if args.url else {}
+    if args.token:
+        overrides["auth_token"] = SecretStr(args.token)
+    settings = settings.model_copy(update=overrides) if settings else Settings(**overrides)
+    backend: Local | Remote | None = None
     try:
-        return args.run(services, args)
+        backend = Remote(settings) if settings.url else Local(settings)
+        return getattr(backend, args.run)(args)
     except (InvalidInput, ModelNotFound) as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
+        _say(f"error: {exc.message}")
+        return EXIT_BAD_INPUT
+    except NotDownloading as exc:
+        _say(f"error: {exc.message}")
+        return EXIT_FAILED
     except ModelMgrError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
+        _say(f"error: {exc.message}")
+        return EXIT_FAILED
+    except ServerError as exc:
+        _say(f"error: {exc.message} ({exc.code}, HTTP {exc.status})")
+        if exc.status in (401, 403):
+            return EXIT_UNREACHABLE
+        return EXIT_BAD_INPUT if exc.status in (400, 404, 413, 422) else EXIT_FAILED
+    except ServerUnreachable as exc:
+        _say(f"error: {exc}")
+        return EXIT_UNREACHABLE
     except KeyboardInterrupt:
-        services.downloads.shutdown()
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        if backend is not None:
+            backend.close()
 
 
 def run() -> None:

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     min_free_bytes: int = 256 * 1024 * 1024
     resume_on_start: bool = True  # restart downloads a crash or shutdown interrupted
 
+    # --- command line ---
+    url: str | None = None  # the CLI drives this running server instead of in-process managers
+
     # --- events ---
     progress_interval_s: float = 0.1
     heartbeat_s: float = 15.0
