@@ -27,6 +27,7 @@ def create_api_app(services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services.bus.bind(asyncio.get_running_loop())
+        services.sizes.start()  # model sizes from the hub, in the background
         if services.settings.resume_on_start:
             await asyncio.to_thread(services.downloads.resume_interrupted)
         yield

@@ -10,6 +10,7 @@ from .events import EventBus
 from .preload import PreloadManager
 from .remote import Remote
 from .settings import Settings
+from .sizes import SizeCatalog
 from .store import Store
 
 
@@ -21,20 +22,24 @@ class Services:
     bus: EventBus
     downloads: DownloadManager
     preload: PreloadManager
+    sizes: SizeCatalog
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         catalog = Catalog(settings)
         store = Store(settings)
         bus = EventBus(replay=settings.event_replay, queue_size=settings.subscriber_queue)
-        downloads = DownloadManager(settings, catalog, store, Remote(settings), bus)
+        remote = Remote(settings)
+        sizes = SizeCatalog(settings, catalog, remote)
+        downloads = DownloadManager(settings, catalog, store, remote, bus, sizes)
         preload = PreloadManager(settings, catalog, store, downloads, bus)
-        return cls(settings, catalog, store, bus, downloads, preload)
+        return cls(settings, catalog, store, bus, downloads, preload, sizes)
 
     def snapshot(self) -> dict:
         """Everything a client needs to draw the model manager from scratch."""
         return {"models": self.downloads.snapshot(), "preload": self.preload.status()}
 
     def shutdown(self) -> None:
+        self.sizes.stop()
         self.bus.close()
         self.downloads.shutdown()

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     stall_s: float = Field(30.0, gt=0)  # a transfer that moves no byte this long is failed and retried
     min_free_bytes: int = 256 * 1024 * 1024
     resume_on_start: bool = True  # restart downloads a crash or shutdown interrupted
+    fetch_sizes: bool = True  # ask the hub for model sizes in the background (never when offline)
+    sizes_refresh_s: float = Field(24 * 3600, gt=0)  # ask the hub for model sizes at most this often
+    sizes_retry_s: float = Field(600, gt=0)  # after a failed attempt (no network), try again this late
 
     # --- command line ---
     url: str | None = None  # the CLI drives this running server instead of in-process managers

@@ -56,6 +56,7 @@ from .ui_view import (
     describe_start,
     done_text,
     esc,
+    find_model,
     format_eta,
     format_percent,
     human_bytes,
@@ -63,6 +64,7 @@ from .ui_view import (
     language_arg,
     output_stem,
     render_badge,
+    render_fit,
     render_models_table,
     render_panel,
     render_preload,
@@ -251,6 +253,7 @@ def _models_tab(choices: SimpleNamespace) -> SimpleNamespace:
                     )
                     preload = gr.Button("Preload", elem_id="preload-btn", **small)
                     clear = gr.Button("Clear cache", elem_id="clear-cache-btn", **small)
+                fit = _html("", elem_id="download-fit")
                 message = gr.Markdown("", elem_id="models-status", elem_classes="mm-msg")
             with gr.Column(scale=1, min_width=260, elem_classes="mm-side-card"):
                 preload_card = _html("", elem_id="preload-status")
@@ -265,6 +268,7 @@ def _models_tab(choices: SimpleNamespace) -> SimpleNamespace:
         preload=preload,
         clear=clear,
         message=message,
+        fit=fit,
         preload_card=preload_card,
         table=table,
         buttons=[download, cancel, delete, preload, clear],
@@ -317,6 +321,7 @@ def _wire_live(
         timer,
         header.badge,
         models.table,
+        models.fit,
         models.preload_card,
         panel.models,
         panel.preload_card,
@@ -332,29 +337,38 @@ def _wire_live(
             gr.Button(interactive=side[k]) for k in PANEL_BUTTON_KEYS
         ]
 
+    def fit_html(snap: list[dict], selected: str | None, free: int | None = None) -> str:
+        free = services.store.free_bytes() if free is None else free
+        return render_fit(find_model(snap, selected), free, services.settings.min_free_bytes)
+
     def refresh(selected: str | None, selected_panel: str | None) -> list:
         snap, pre = downloads.snapshot(), preload.status()
+        report = system_report(services.store)
         preload_html = render_preload(pre)
         return [
             gr.Timer(value=tick_interval(snap, pre)),
             render_badge(snap, pre),
             render_models_table(snap),
+            fit_html(snap, selected, report["disk"]["free_bytes"]),
             preload_html,
             render_panel(snap),
             preload_html,
-            render_system(system_report(services.store), pre),
+            render_system(report, pre),
             *buttons(snap, pre, selected, selected_panel),
         ]
 
     def refresh_buttons(selected: str | None, selected_panel: str | None) -> list:
-        return buttons(downloads.snapshot(), preload.status(), selected, selected_panel)
+        snap = downloads.snapshot()
+        return [fit_html(snap, selected), *buttons(snap, preload.status(), selected, selected_panel)]
 
     quiet = {"show_progress": "hidden", **PRIVATE}
     timer.tick(refresh, selects, outputs, concurrency_limit=None, **quiet)
     demo.load(refresh, selects, outputs, concurrency_limit=None, **quiet)
     demo.load(None, js=JS_RESTORE_PANEL)
     for select in selects:
-        select.change(refresh_buttons, selects, [*models.buttons, *panel.buttons], queue=False, **quiet)
+        select.change(
+            refresh_buttons, selects, [models.fit, *models.buttons, *panel.buttons], queue=False, **quiet
+        )
     return SimpleNamespace(refresh=refresh, selects=selects, outputs=outputs)
 
 

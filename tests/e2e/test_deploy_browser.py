@@ -56,6 +56,10 @@ def test_subpath_behind_nginx_end_to_end(browser, proxied: Proxied, studio_under
         open_tab(page, "Models")
         expect(model_row(page, "tiny").locator(".mm-status-text")).to_have_text("not downloaded")
         choose(page, "model-select", "tiny")
+        fit = page.locator("#download-fit .mm-fit")
+        expect(fit).to_contain_text("Free disk")  # size and free space side by side, before Download
+        expect(fit).to_contain_text(re.compile(r"Size ≈ \d+(\.\d)? MB \(approximate\)"))
+        expect(fit).to_have_attribute("data-fits", "true")
         page.locator("#download-btn").click()
         expect(model_row(page, "tiny").locator(".mm-status-text")).to_have_text(
             re.compile("waiting|downloading")
