@@ -448,8 +448,9 @@ class TranscriptionManager:
             result = self.downloads.start(model.id, with_align=False)
             if result.job is None:
                 continue
-            self._set(job, "downloading", progress=0.0)
             download = result.job
+            job.download = {"model": model.id, **download.progress()}
+            self._set(job, "downloading", progress=job.download["percent"])
             while not download.done.wait(0.25):
                 if job.cancel.is_set():
                     raise Cancelled("cancelled")  # the download goes on: others may be waiting for it
