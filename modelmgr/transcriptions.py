@@ -163,13 +163,14 @@ class TranscriptionManager:
         downloads: DownloadManager,
         preload: PreloadManager,
         bus: EventBus,
+        root: Path | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.downloads = downloads
         self.preload = preload
         self.bus = bus
-        self.root = settings.jobs_dir
+        self.root = root or settings.jobs_dir  # the CLI uses a private folder beside a running server
         # _lock guards _jobs, _queue, _running and _stopping; held for bookkeeping only
         # (no I/O, no publishing, no waiting except Condition.wait, which releases it).
         self._lock = threading.Lock()
