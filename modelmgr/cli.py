@@ -23,10 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import queue
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
@@ -35,6 +38,7 @@ from tqdm import tqdm
 from .client import ServerError, ServerUnreachable, StudioClient
 from .errors import InvalidInput, ModelMgrError, ModelNotFound, NotDownloading
 from .settings import Settings
+from .transcriptions import FINISHED, FORMATS, JobOptions, TranscriptionManager
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = """exit codes:
@@ -75,6 +79,23 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 
 def _languages(args: argparse.Namespace) -> list[str] | None:
     return [x for x in args.languages.split(",") if x] if args.languages else None
+
+
+def _formats(args: argparse.Namespace) -> tuple[str, ...]:
+    return tuple(f.strip().lower() for f in args.format.split(",") if f.strip()) or ("srt",)
+
+
+def _input_files(args: argparse.Namespace) -> list[Path]:
+    files = [Path(f) for f in args.files]
+    for path in files:
+        if not path.is_file():
+            raise InvalidInput(f"{path}: no such file")
+    return files
+
+
+def _job_bar(name: str) -> tqdm:
+    """A progress bar per file: percent of the current stage, the stage as its postfix."""
+    return tqdm(total=100, desc=name, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
 
 
 # ----------------------------------------------------------------------------
@@ -155,9 +176,68 @@ class Local:
         _say("cancel stops a download on a running server: give --url (or MODELMGR_URL)")
         return EXIT_BAD_INPUT
 
+    def transcribe(self, args: argparse.Namespace) -> int:
+        """Queue every file, show each job's progress, write ``<stem>.<format>`` files into ``--out``."""
+        services, formats = self.services, _formats(args)
+        options = JobOptions(
+            model=args.model,
+            language=None if args.language in (None, "", "auto") else args.language,
+            device=args.device,
+            task=args.task,
+            word_timestamps=not args.no_align,
+            vad=args.vad,
+            batch_size=args.batch_size,
+            initial_prompt=args.prompt,
+            formats=formats,
+        )
+        files = _input_files(args)
+        out = Path(args.out)
+        parent = services.settings.state_dir
+        parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="transcriptions-", dir=parent))
+        # A private job folder: a server sharing this cache keeps its own queue to itself.
+        manager = TranscriptionManager(
+            services.settings, services.catalog, services.downloads, services.preload, services.bus, root=work
+        )
+        try:
+            manager.validate(options)
+            jobs = []
+            for path in files:
+                upload = work / f".upload-{len(jobs)}"
+                shutil.copyfile(path, upload)
+                jobs.append((path, manager.submit(upload, path.name, options)))
+            failed = 0
+            for path, job in jobs:
+                status = _follow_job(job, path.name)
+                if status != "done":
+                    failed += 1
+                    _say(f"{path.name}: {job.error['message'] if job.error else status}")
+                    continue
+                out.mkdir(parents=True, exist_ok=True)
+                for fmt in formats:
+                    target = out / f"{path.stem}.{fmt}"
+                    shutil.copyfile(manager.result(job.id, fmt), target)
+                    print(target)
+            return EXIT_OK if not failed else EXIT_FAILED
+        finally:
+            manager.shutdown()
+            shutil.rmtree(work, ignore_errors=True)
+
     def preload(self, args: argparse.Namespace) -> int:
         _say("preload loads models into a running server: give --url (or MODELMGR_URL)")
         return EXIT_BAD_INPUT
+
+
+def _follow_job(job: Any, name: str) -> str:
+    with _job_bar(name) as bar:
+        while not job.done.wait(0.2):
+            bar.set_postfix_str(job.status, refresh=False)
+            bar.n = min(100.0, job.progress)
+            bar.refresh()
+        bar.set_postfix_str(job.status, refresh=False)
+        bar.n = 100 if job.status == "done" else bar.n
+        bar.refresh()
+    return job.status if job.status in FINISHED else "error"
 
 
 # ----------------------------------------------------------------------------
@@ -249,7 +329,12 @@ class Remote:
         _print_json(model) if args.json else _print_table([model])
         return EXIT_OK
 
-    def _watch(self, until: Callable[[dict[str, dict], float], bool], start: Callable[[], Any]) -> dict:
+    def _watch(
+        self,
+        until: Callable[[dict[str, dict], float], bool],
+        start: Callable[[], Any],
+        on_event: Callable[[Any, dict[str, dict]], None] | None = None,
+    ) -> dict:
         """Subscribe, run ``start``, then feed bars until ``until(states, now)`` holds."""
         pump = _EventPump(self.client)
         bars = Bars()
@@ -274,6 +359,8 @@ class Remote:
                 elif event.event == "snapshot":  # a fresh snapshot after lagging behind
                     for m in json.loads(event.data)["models"]:
                         states.setdefault(m["id"], {}).update(m)
+                if on_event is not None:
+                    on_event(event, states)
             return states
         finally:
             bars.close()
@@ -341,6 +428,66 @@ class Remote:
         _say("verify re-hashes files on this machine: run it without --url where the cache is")
         return EXIT_BAD_INPUT
 
+    def transcribe(self, args: argparse.Namespace) -> int:
+        """Upload every file as a job, follow their ``transcription`` events, fetch the results."""
+        formats, files = _formats(args), _input_files(args)
+        fields: dict[str, Any] = {
+            "model": args.model,
+            "device": args.device,
+            "task": args.task,
+            "word_timestamps": str(not args.no_align).lower(),
+            "vad": str(args.vad).lower(),
+            "formats": ",".join(formats),
+        }
+        if args.language not in (None, "", "auto"):
+            fields["language"] = args.language
+        if args.batch_size:
+            fields["batch_size"] = str(args.batch_size)
+        if args.prompt:
+            fields["initial_prompt"] = args.prompt
+        jobs: dict[str, tuple[Path, dict]] = {}
+        bars: dict[str, tqdm] = {}
+
+        def start() -> dict:
+            for path in files:
+                job = self.client.submit(path, fields)
+                jobs[job["id"]] = (path, job)
+            return {}
+
+        def until(states: dict[str, dict], now: float) -> bool:
+            return all(states.get(f"job:{i}", job).get("status") in FINISHED for i, (_, job) in jobs.items())
+
+        def on_event(event: Any, states: dict[str, dict]) -> None:
+            if event.event != "transcription":
+                return
+            data = json.loads(event.data)
+            if data.get("id") not in jobs:
+                return
+            states[f"job:{data['id']}"] = data
+            bar = bars.get(data["id"]) or bars.setdefault(data["id"], _job_bar(jobs[data["id"]][0].name))
+            bar.set_postfix_str(data["status"], refresh=False)
+            bar.n = 100 if data["status"] == "done" else min(100.0, float(data.get("progress") or 0))
+            bar.refresh()
+
+        try:
+            self._watch(until, start, on_event)
+        finally:
+            for bar in bars.values():
+                bar.close()
+        out, failed = Path(args.out), 0
+        for job_id, (path, _) in jobs.items():
+            job = self.client.job(job_id)
+            if job["status"] != "done":
+                failed += 1
+                _say(f"{path.name}: {(job.get('error') or {}).get('message') or job['status']}")
+                continue
+            out.mkdir(parents=True, exist_ok=True)
+            for fmt in formats:
+                target = out / f"{path.stem}.{fmt}"
+                target.write_bytes(self.client.result(job_id, fmt))
+                print(target)
+        return EXIT_OK if not failed else EXIT_FAILED
+
     def preload(self, args: argparse.Namespace) -> int:
         def start() -> dict:
             return self.client.preload(args.model, args.language, args.device)
@@ -396,6 +543,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--language")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p = command("transcribe", "transcribe audio files into subtitles (downloads the model if needed)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--model", default="small")
+    p.add_argument("--language", help="e.g. zh; detected when left out")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--task", default="transcribe", choices=("transcribe", "translate"))
+    p.add_argument("--format", default="srt", help=f"comma-separated: {','.join(FORMATS)}")
+    p.add_argument("--out", default=".", help="folder for <name>.<format> (default: here)")
+    p.add_argument("--no-align", action="store_true", help="segment times only, no word alignment")
+    p.add_argument("--vad", action="store_true", help="skip silence with the Silero VAD")
+    p.add_argument("--batch-size", type=int, help="batched inference (default: 16 on CUDA, measured on CPU)")
+    p.add_argument("--prompt", help="initial prompt: names, spellings, style")
     return parser
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -77,6 +78,23 @@ class StudioClient:
 
     def preload_status(self) -> dict[str, Any]:
         return self._call("GET", "/api/preload/status")
+
+    def submit(self, path: Path, fields: dict[str, str]) -> dict[str, Any]:
+        """Upload one audio file as a transcription job (202 + the job)."""
+        with path.open("rb") as audio:
+            return self._call("POST", "/api/transcriptions", data=fields, files={"file": (path.name, audio)})
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/transcriptions/{quote(job_id)}")
+
+    def result(self, job_id: str, fmt: str) -> bytes:
+        try:
+            response = self.http.get(f"/api/transcriptions/{quote(job_id)}/result", params={"format": fmt})
+        except httpx.HTTPError as exc:
+            raise ServerUnreachable(f"cannot reach {self.base}: {exc}") from exc
+        if response.status_code >= 400:
+            self._raise_for(response)
+        return response.content
 
     @contextmanager
     def events(self) -> Iterator[Iterator[ServerSentEvent]]:

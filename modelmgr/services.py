@@ -12,6 +12,7 @@ from .remote import Remote
 from .settings import Settings
 from .sizes import SizeCatalog
 from .store import Store
+from .transcriptions import TranscriptionManager
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Services:
     bus: EventBus
     downloads: DownloadManager
     preload: PreloadManager
+    transcriptions: TranscriptionManager
     sizes: SizeCatalog
 
     @classmethod
@@ -33,13 +35,19 @@ class Services:
         sizes = SizeCatalog(settings, catalog, remote)
         downloads = DownloadManager(settings, catalog, store, remote, bus, sizes)
         preload = PreloadManager(settings, catalog, store, downloads, bus)
-        return cls(settings, catalog, store, bus, downloads, preload, sizes)
+        transcriptions = TranscriptionManager(settings, catalog, downloads, preload, bus)
+        return cls(settings, catalog, store, bus, downloads, preload, transcriptions, sizes)
 
     def snapshot(self) -> dict:
         """Everything a client needs to draw the model manager from scratch."""
-        return {"models": self.downloads.snapshot(), "preload": self.preload.status()}
+        return {
+            "models": self.downloads.snapshot(),
+            "preload": self.preload.status(),
+            "transcriptions": self.transcriptions.snapshot(),
+        }
 
     def shutdown(self) -> None:
         self.sizes.stop()
         self.bus.close()
+        self.transcriptions.shutdown()
         self.downloads.shutdown()

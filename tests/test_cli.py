@@ -131,3 +131,66 @@ def test_console_script_talks_to_a_server(live_server: LiveServer, tmp_path: Pat
         [str(script), "status", "no-such-model"], capture_output=True, text=True, timeout=120, env=env
     )
     assert bad.returncode == EXIT_BAD_INPUT
+
+
+def test_transcribe_files_into_subtitles_in_a_folder(settings, hub: FakeHub, tiny, tmp_path, capsys) -> None:
+    second = tmp_path / "second take.wav"
+    second.write_bytes(tiny.wav.read_bytes())
+    out = tmp_path / "subs"
+    code = main(
+        [
+            "transcribe",
+            str(tiny.wav),
+            str(second),
+            "--model",
+            "tiny",
+            "--language",
+            "zh",
+            "--format",
+            "srt,txt",
+            "--out",
+            str(out),
+        ],
+        settings,
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "second take.srt",
+        "second take.txt",
+        "speech.srt",
+        "speech.txt",
+    ]
+    assert (out / "speech.srt").read_text().startswith("1\n00:00:00,000 --> ")
+    assert (out / "speech.txt").read_text().splitlines() == ["你好世界", "hello world"]
+    assert "100%" in captured.err and "done" in captured.err, "a progress bar per file"
+    assert tiny.wav.exists() and second.exists(), "the inputs are left where they were"
+    assert not list(settings.state_dir.glob("transcriptions-*")), "no private job folder left behind"
+    assert hub.get_count("Systran/faster-whisper-tiny", "model.bin") == 1
+
+
+def test_transcribe_bad_input_exits_2_and_writes_nothing(settings, tmp_path, capsys) -> None:
+    not_audio = tmp_path / "notes.txt"
+    not_audio.write_text("hello")
+    out = tmp_path / "subs"
+    assert main(["transcribe", str(tmp_path / "missing.wav"), "--out", str(out)], settings) == 2
+    assert main(["transcribe", str(not_audio), "--model", "tiny", "--out", str(out)], settings) == 2
+    assert "not an audio" in capsys.readouterr().err
+    assert main(["transcribe", str(not_audio), "--format", "docx", "--out", str(out)], settings) == 2
+    assert not out.exists()
+
+
+def test_transcribe_through_a_running_server(
+    live_server: LiveServer, settings, hub: FakeHub, tiny, tmp_path, capsys
+):
+    out = tmp_path / "subs"
+    argv = ["--url", live_server.url, "transcribe", str(tiny.wav), "--model", "tiny", "--language", "zh"]
+    code = main([*argv, "--device", "cpu", "--format", "srt,txt", "--out", str(out)], settings)
+    captured = capsys.readouterr()
+    assert code == EXIT_OK, captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["speech.srt", "speech.txt"]
+    assert (out / "speech.srt").read_text().startswith("1\n00:00:00,000 --> ")
+    assert "100%" in captured.err and "done" in captured.err  # the server's progress, as a bar
+    assert live_server.services.transcriptions.jobs(), "the server ran the job"
+    bad = main(["--url", live_server.url, "transcribe", str(tiny.wav), "--model", "nope"], settings)
+    assert bad == EXIT_BAD_INPUT
