@@ -327,9 +327,7 @@ class BodyLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         exc = errors.PayloadTooLarge(f"request bodies here are limited to {_size_words(limit)}")
-        await error_response(status_for(exc), exc.code, exc.message, route_path(scope))(
-            scope, receive, send
-        )
+        await error_response(status_for(exc), exc.code, exc.message, route_path(scope))(scope, receive, send)
 
 
 def _size_words(n: int) -> str:

@@ -148,7 +148,7 @@ def test_tls_site_speaks_http2_with_a_self_signed_certificate(
 
 @needs_nginx
 def test_subpath_site_serves_api_events_and_gradio_under_the_prefix(
-    settings: Settings, tmp_path: Path
+    settings: Settings, hub: FakeHub, tiny, tmp_path: Path
 ) -> None:
     settings = settings.model_copy(update={"root_path": "/studio"})
     with (
@@ -164,6 +164,21 @@ def test_subpath_site_serves_api_events_and_gradio_under_the_prefix(
         assert config["root"] == f"{proxy.url}/studio", config["root"]
         assert client.get("/studio/").status_code == 200
         assert client.get("/api/health").status_code == 404  # nothing of ours outside the prefix
+        # A transcription job: its Location and result links carry the prefix and answer through nginx.
+        form = {"model": "tiny", "language": "zh", "device": "cpu", "formats": "srt"}
+        with tiny.wav.open("rb") as audio:
+            submitted = client.post("/studio/api/transcriptions", data=form, files={"file": ("a.wav", audio)})
+        assert submitted.status_code == 202, submitted.text
+        location = submitted.headers["location"]
+        assert location.startswith("/studio/api/transcriptions/")
+        job = wait_until(
+            lambda: (j := client.get(location).json())["status"] in ("done", "error", "cancelled") and j,
+            240,
+            "the job to finish",
+        )
+        assert job["status"] == "done", job
+        srt = client.get(job["results"]["srt"])
+        assert job["results"]["srt"].startswith("/studio/") and srt.status_code == 200 and "-->" in srt.text
 
 
 def _trust(cert: Path | None) -> ssl.SSLContext:
