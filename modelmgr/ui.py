@@ -525,7 +525,9 @@ def _wire_transcribe(services: Services, tx: SimpleNamespace, live: SimpleNamesp
         files: list[str] | None, recording: str | None, model_id: str, language: str, device: str
     ) -> tuple:
         paths = [Path(p) for p in (files or [])] + ([Path(recording)] if recording else [])
-        again = gr.Button(interactive=True)
+        # The click's JavaScript disabled the button in the page; saying "disabled" here too lets
+        # the next step's "enabled" reach the page (an unchanged value would not be sent).
+        again = gr.Button(interactive=False)
         if not paths:
             gr.Warning("Add audio files or record some audio first.")
             return render_stage(submitted_text([], []), "err"), gr.skip(), gr.skip(), again
@@ -576,7 +578,9 @@ def _wire_transcribe(services: Services, tx: SimpleNamespace, live: SimpleNamesp
         [tx.stage, tx.files, tx.recording, tx.button],
         js=JS_DISABLE_TRANSCRIBE,
         **act,
-    ).then(live.refresh, live.inputs, live.outputs, **then)
+    ).then(lambda: gr.Button(interactive=True), None, tx.button, **then).then(
+        live.refresh, live.inputs, live.outputs, **then
+    )
     tx.jobs.job_action(job_action, [tx.pinned], [tx.stage, tx.pinned], **act).then(
         live.refresh, live.inputs, live.outputs, **then
     )

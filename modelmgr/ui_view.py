@@ -457,7 +457,7 @@ def language_arg(language: str | None) -> str | None:
 # ----------------------------------------------------------------------------
 # Transcription jobs (``transcriptions.snapshot()``: newest first)
 # ----------------------------------------------------------------------------
-JOB_HEADERS = ["File", "Status", "Progress", "Model", "Results", ""]
+JOB_HEADERS = ["File", "Status", "Progress", "Results", ""]
 JOB_LABELS = {
     "queued": "waiting",
     "downloading": "downloading",
@@ -584,10 +584,10 @@ def render_jobs_table(
         body.append(
             f'<tr data-job="{esc(job_id)}" data-status="{esc(status)}" class="{classes}">'
             f'<td class="c-file"><span class="mm-name">{esc(name)}</span>'
+            f'<div class="mm-sub c-model">{esc(job_settings_text(job))}</div>'
             f'<div class="mm-sub">{esc(human_bytes(job["file"].get("size_bytes")))}</div></td>'
             f'<td class="c-status">{status_cell}</td>'
             f'<td class="c-num c-percent">{esc(percent_text)}</td>'
-            f'<td class="c-model">{esc(job_settings_text(job))}</td>'
             f'<td class="c-results">{results or "—"}</td>'
             f'<td class="c-actions">{"".join(actions)}</td></tr>'
         )
