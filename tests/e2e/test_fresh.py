@@ -10,22 +10,12 @@ answer must be 200 (they once answered 500 while torch was half imported).
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import PUNKT_ZIP, wait_until
 from tests.e2e.conftest import (
     COUNT_EVENT_SOURCES,
     TIMEOUT_MS,
@@ -38,110 +28,23 @@ from tests.e2e.conftest import (
     upload,
     wait_finished,
 )
+from tests.fresh import Poller, fresh_server
 
-ROOT = Path(__file__).resolve().parents[2]
 POLLED = ("/api/preload/status", "/api/system")
 FIRST_JOB_TIMEOUT_MS = 300_000  # imports torch + whisperx, downloads and loads both models
 
 
-@dataclass
-class Poller:
-    """GET each of ``POLLED`` every ``every_s`` on its own thread; remember every answer that is not 200."""
-
-    base: str
-    every_s: float = 0.02
-    answers: int = 0
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="poller", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.base, timeout=30) as client:
-            while not self._stop.is_set():
-                for path in POLLED:
-                    try:
-                        response = client.get(path)
-                        if response.status_code != 200:
-                            self.failures.append(f"{path}: {response.status_code} {response.text[:300]}")
-                    except httpx.HTTPError as exc:
-                        self.failures.append(f"{path}: {exc!r}")
-                    self.answers += 1
-                self._stop.wait(self.every_s)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(60)
+def test_first_transcription_in_a_fresh_process_with_the_page_defaults(browser, settings, tiny, tmp_path):
+    with fresh_server(settings, tmp_path, ui=True) as app:
+        with Poller([app.url + path for path in POLLED]) as poller:
+            _first_transcription(browser, app.url, tiny, tmp_path)
+        log = app.output()
+    assert poller.polls > 100, poller.polls
+    assert not poller.failures, (poller.failures[:5], log[-4000:])
+    assert "Traceback" not in log, log[-4000:]
 
 
-@dataclass
-class FreshServer:
-    url: str
-    process: subprocess.Popen
-    log: Path
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def fresh_server(hub, tmp_path: Path) -> Iterator[FreshServer]:
-    """``python app.py --port P`` in its own process, configured only through the environment."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODELMGR_", "TORCH_"))}
-    env.update(
-        HF_ENDPOINT=hub.url,
-        HF_HOME=str(tmp_path / "hf"),
-        TORCH_HOME=str(tmp_path / "torch"),
-        MODELMGR_TORCH_MODELS_BASE_URL=f"{hub.url}/torchaudio/models",
-        MODELMGR_NLTK_PUNKT_URL=f"{hub.url}{PUNKT_ZIP}",
-        HF_HUB_DISABLE_TELEMETRY="1",
-    )
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = FreshServer(f"http://127.0.0.1:{port}", process, log)
-
-    def up() -> bool:
-        assert process.poll() is None, f"app.py exited ({process.returncode}):\n{server.log_tail()}"
-        try:
-            return httpx.get(server.url + "/", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(up, 120, "app.py to serve the page")
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(30)
-
-
-def test_first_transcription_in_a_fresh_process_with_the_page_defaults(
-    browser, fresh_server, hub, tiny, tmp_path
-):
-    poller = Poller(fresh_server.url)
-    poller.start()
+def _first_transcription(browser, url: str, tiny, tmp_path: Path) -> None:
     contexts = []
 
     def open_page():
@@ -150,7 +53,7 @@ def test_first_transcription_in_a_fresh_process_with_the_page_defaults(
         context.add_init_script(COUNT_EVENT_SOURCES)
         contexts.append(context)
         page = context.new_page()
-        page.goto(fresh_server.url)
+        page.goto(url)
         page.locator("#transcribe-btn").wait_for()
         return page
 
@@ -213,9 +116,5 @@ def test_first_transcription_in_a_fresh_process_with_the_page_defaults(
             opened = each.evaluate("window.__eventSources")
             assert not [url for url in opened if "/api/events" in url], opened
     finally:
-        poller.stop()
         for context in contexts:
             context.close()
-    assert poller.answers > 100, poller.answers
-    assert not poller.failures, (poller.failures[:5], fresh_server.log_tail())
-    assert "Traceback" not in fresh_server.log.read_text(errors="replace"), fresh_server.log_tail()
