@@ -186,6 +186,9 @@ def build_ui(services: Services) -> gr.Blocks:
                     system_html = _html("", elem_id="system-info")
             panel = _panel(choices)
         timer = gr.Timer(IDLE_TICK_S)
+        # Per page, outside the Tabs (a non-Tab child of gr.Tabs duplicates its tab buttons):
+        tx.pinned = gr.State(None)  # the job picked with Show (None: follow the newest finished job)
+        tx.shown = gr.State(None)  # the job whose segments are drawn now
         live = _wire_live(services, demo, timer, header, models, panel, system_html, tx)
         _wire_actions(services, models, panel, live)
         _wire_transcribe(services, tx, live)
@@ -239,8 +242,6 @@ def _transcribe_tab(choices: SimpleNamespace) -> SimpleNamespace:
         stage=stage,
         jobs=jobs,
         segments=segments,
-        pinned=gr.State(None),  # the job picked with Show (None: follow the newest finished job)
-        shown=gr.State(None),  # the job whose segments are drawn now
     )
 
 

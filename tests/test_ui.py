@@ -456,6 +456,9 @@ def test_build_ui_has_the_contract_hooks_and_one_private_timer(tmp_path):
     assert devices.value == "auto"
     assert devices.choices[0] == (f"auto ({loaders.auto_device_hint()})", "auto")
     assert [t[1] for d in demo.fns.values() for t in d.targets].count("job_action") == 1
+    # Anything but a Tab directly inside gr.Tabs (a gr.State, say) duplicates the tab buttons.
+    tabs = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "main-tabs"][0]
+    assert {type(child).__name__ for child in tabs.children} == {"Tab"}
     timers = [b for b in demo.blocks.values() if b.__class__.__name__ == "Timer"]
     assert len(timers) == 1
     ticks = [d for d in demo.fns.values() if any(t[1] == "tick" for t in d.targets)]
