@@ -540,7 +540,7 @@ def _wire_transcribe(services: Services, tx: SimpleNamespace, live: SimpleNamesp
             )
         except ModelMgrError as exc:
             gr.Warning(exc.message)
-            return render_stage(f"⚠️ {exc.message}", "err"), gr.skip(), gr.skip(), again
+            return render_stage(f"⚠️ {esc(exc.message)}", "err"), gr.skip(), gr.skip(), again
         for path in paths:
             try:
                 submit_copy(manager, path, path.name, options)
