@@ -55,6 +55,7 @@ def create_app(settings: Settings, *, ui: bool = True) -> FastAPI:
             auth=_ui_auth(settings),
             auth_message="Sign in with any user name and the studio's auth token as the password.",
             root_path=settings.root_path or None,  # Gradio's links then carry the prefix
+            max_file_size=settings.max_upload_bytes,  # Gradio refuses larger audio while it streams
         )
         app.state.services = services
     if settings.root_path:

@@ -3,7 +3,7 @@
 What a new user does after copying deploy/nginx/whisperx-studio-subpath.conf and
 starting the app with ``--root-path /studio``: the page loads, every request stays
 under the prefix, the timer keeps the table live, a download shows progress, and a
-file link Gradio builds in the page answers 200 through the proxy.
+transcription's subtitle links answer 200 through the proxy.
 """
 
 from __future__ import annotations
@@ -13,13 +13,24 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 from playwright.sync_api import expect
 
 from modelmgr.settings import Settings
 from tests.conftest import LiveServer, run_server, wait_until
-from tests.e2e.conftest import TIMEOUT_MS, choose, model_row, open_tab, screenshot
+from tests.e2e.conftest import (
+    TIMEOUT_MS,
+    choose,
+    fetch_srt,
+    job_row,
+    model_row,
+    open_tab,
+    screenshot,
+    upload,
+    wait_finished,
+)
 from tests.nginx import Proxied, run_nginx
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
@@ -67,15 +78,21 @@ def test_subpath_behind_nginx_end_to_end(browser, proxied: Proxied, studio_under
         hub.set_throttle(None)
         expect(model_row(page, "tiny").locator(".mm-status-text")).to_have_text("downloaded", timeout=60_000)
 
-        # A file link built by Gradio in the page (the uploaded audio's player) answers through the
-        # proxy, prefix and port included. (Subtitle links from jobs: tests/test_deploy.py.)
+        # A transcription from the Transcribe tab: a job, whose subtitle links stay under the prefix
+        # and answer through the proxy on its port.
         open_tab(page, "Transcribe")
-        with page.expect_request(lambda r: "gradio_api/file=" in r.url, timeout=60_000) as loaded:
-            page.locator("#audio-input input[type=file]").set_input_files(str(tiny.wav))
-        src = loaded.value.url
-        assert src.startswith(base + "gradio_api/file="), src
-        answer = page.request.get(src)
-        assert answer.status == 200 and answer.body() == tiny.wav.read_bytes(), (src, answer.status)
+        upload(page, tiny.wav)
+        choose(page, "tx-model", "tiny")
+        choose(page, "tx-language", "zh")
+        choose(page, "tx-device", "cpu")
+        page.locator("#transcribe-btn").click()
+        row = job_row(page, tiny.wav.name)
+        wait_finished(row)
+        for fmt in ("srt", "vtt", "json", "txt"):
+            href = urljoin(page.url, row.locator(f'a[data-format="{fmt}"]').get_attribute("href") or "")
+            assert href.startswith(base + "api/transcriptions/"), href
+            assert page.request.get(href).status == 200, href
+        fetch_srt(page, row)
 
         open_tab(page, "Models")
         shot = screenshot(page, "studio-behind-nginx")
