@@ -523,13 +523,18 @@ class _File:
 
     def _fetch_part(self, part: _Part, probe: threading.Event | None) -> None:
         attempt = 0
-        while not part.finished:
+        while True:
+            with self._lock:
+                if self.single and part is not self.parts[0]:
+                    part = self.parts[0]  # a 200 turned the file into one stream: that is our part now
+            if part.finished:
+                return
             self.run.check()
             self.check()
             before = part.done
             self.run.acquire_slot(self)  # before the try: only a slot we hold is released
             try:
-                self._request(part, probe)
+                part = self._request(part, probe)
                 if not part.finished:
                     raise _Retryable(f"connection closed at {part.pos} of {part.end} bytes")
             except _Reresolve:
@@ -559,7 +564,8 @@ class _File:
             return network_error(exc, where)
         return DownloadFailed(f"{self.entry.path}: gave up after {self.run.retries} retries ({exc})")
 
-    def _request(self, part: _Part, probe: threading.Event | None) -> None:
+    def _request(self, part: _Part, probe: threading.Event | None) -> _Part:
+        """One GET for a part; returns the part written (another one if the file went single)."""
         url = self.url
         headers = dict(self.run.headers)
         headers["Accept-Encoding"] = "identity"  # bytes as stored: ranges and hashes refer to them
@@ -605,6 +611,7 @@ class _File:
                 if probe is not None:
                     probe.set()
                 self._copy(part, response)
+                return part
         finally:
             _tls.part = None
             self.run.track(part, False)
