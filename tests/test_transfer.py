@@ -38,8 +38,13 @@ def drained(hub: FakeHub):
     hub.resume()
     hub.set_throttle(None)
     deadline = time.monotonic() + 5
-    while hub._conns and time.monotonic() < deadline:  # noqa: SLF001
-        time.sleep(0.02)
+    before = None
+    while time.monotonic() < deadline:  # until no sender has written for 0.3 s
+        now = dict(hub._sent)  # noqa: SLF001
+        if now == before:
+            break
+        before = now
+        time.sleep(0.3)
 
 
 class Progress:
