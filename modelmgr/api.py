@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import errors
-from .events import CLOSED
+from .events import CLOSED, sse_frame
 from .services import Services
 from .system import system_report
 
@@ -173,8 +173,12 @@ def install_api(app: FastAPI, services: Services) -> None:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
 
-async def _stream(services: Services, last_id: int | None) -> AsyncIterator[dict[str, Any]]:
-    """One client's events. The queue is registered here and removed in ``finally``."""
+async def _stream(services: Services, last_id: int | None) -> AsyncIterator[bytes]:
+    """One client's events. The queue is registered here and removed in ``finally``.
+
+    Events are sent as the frame the bus encoded once at publish (``Event.sse``); only a
+    snapshot, which is per client by nature, is encoded here.
+    """
     bus = services.bus
     queue, missed = bus.subscribe(last_id)
     sent = last_id or 0
@@ -183,11 +187,11 @@ async def _stream(services: Services, last_id: int | None) -> AsyncIterator[dict
             snap_id = bus.last_id
             snapshot = await asyncio.to_thread(services.snapshot)  # disk reads stay off the loop
             sent = max(sent, snap_id)
-            yield {"event": "snapshot", "id": str(snap_id), "data": json.dumps(snapshot)}
+            yield sse_frame(snap_id, "snapshot", json.dumps(snapshot))
         else:
             for event in missed:
                 sent = event.id
-                yield {"event": event.name, "id": str(event.id), "data": json.dumps(event.data)}
+                yield event.sse
         while True:
             event = await queue.get()
             if event is CLOSED:
@@ -197,12 +201,12 @@ async def _stream(services: Services, last_id: int | None) -> AsyncIterator[dict
                 snap_id = bus.last_id
                 snapshot = await asyncio.to_thread(services.snapshot)
                 sent = snap_id
-                yield {"event": "snapshot", "id": str(snap_id), "data": json.dumps(snapshot)}
+                yield sse_frame(snap_id, "snapshot", json.dumps(snapshot))
                 continue
             if event.id <= sent:  # already covered by the snapshot or the replay
                 continue
             sent = event.id
-            yield {"event": event.name, "id": str(event.id), "data": json.dumps(event.data)}
+            yield event.sse
     finally:
         bus.unsubscribe(queue)
 
