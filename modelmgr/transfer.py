@@ -69,6 +69,8 @@ DEFAULT_PART_BYTES = 16 * 1024 * 1024
 RANGES_SUFFIX = ".ranges"  # the range record: <blob>.incomplete.ranges
 _HASH_BLOCK = 1 << 20
 _RECORD_EVERY_S = 0.25
+_RAMP_S = 0.4  # how long each connection level is measured
+_RAMP_GAIN = 1.3  # the next level must raise the rate by this factor, or the ramp stops
 
 
 def record_path(target: Target) -> Path:
@@ -96,8 +98,12 @@ def fetch(
     part_bytes: int = DEFAULT_PART_BYTES,
     stall_s: float = 30.0,
     hash_while_fetching: bool = True,
+    ramp: bool = True,
 ) -> None:
-    """Bring every target to its final path, whole and verified, or raise."""
+    """Bring every target to its final path, whole and verified, or raise.
+
+    ``ramp=False`` opens all ``connections`` at once instead of adding them while they pay.
+    """
     pending = [t for t in targets if _size(t.final) != t.entry.size]
     if not pending:
         return
@@ -112,6 +118,7 @@ def fetch(
         stall_s=stall_s,
         hash_while_fetching=hash_while_fetching,
         connections=connections,
+        ramp=ramp,
     )
     try:
         run.start_watchdog()
@@ -156,6 +163,7 @@ class _Run:
         stall_s: float,
         hash_while_fetching: bool,
         connections: int,
+        ramp: bool,
     ) -> None:
         self.headers = dict(headers)
         self._on_progress = on_progress
@@ -166,6 +174,7 @@ class _Run:
         self.stall_s = stall_s
         self.hash_while_fetching = hash_while_fetching
         self.connections = connections
+        self.ramp = ramp
         self.slots = threading.Semaphore(connections)  # one per request in flight
         self._progress_lock = threading.Lock()  # serialises on_progress (callers do `+=`)
         # _active_lock guards _active: the parts with a request in flight, for the watchdog.
@@ -322,6 +331,9 @@ class _File:
         # _lock guards parts, url, single, counted, the record file and the hasher state.
         self._lock = threading.Lock()
         self._hash_cond = threading.Condition(self._lock)
+        self._turn = threading.Condition(self._lock)  # parts in flight (_busy) vs _allowed
+        self._busy = 0
+        self._allowed = 1
         self.parts: list[_Part] = []
         self.url = self.entry.url  # the final URL after redirects, once known
         self.single = False  # one sequential stream (the server ignores Range)
@@ -481,19 +493,78 @@ class _File:
             threading.Thread(target=self._worker, args=(None, ready), daemon=True)
             for _ in range(min(len(self._queue), self.run.connections))
         ]
+        with self._lock:
+            self._busy = 1  # the probe's turn
+            self._allowed = 1 if self.run.ramp else self.run.connections
         for w in workers:
             w.start()
-        for w in workers:
-            w.join()
+        self._ramp(workers, ready)
         if self.error_in_parts is not None:
             err, self.error_in_parts = self.error_in_parts, None
             raise err
 
     error_in_parts: BaseException | None = None
 
+    def _ramp(self, workers: list[threading.Thread], ready: threading.Event) -> None:
+        """Add connections while they pay: 1, 2, 4, 8, ... as long as each step raises the rate.
+
+        Why: behind a per-connection cap (CDNs, mirrors) every connection adds its cap, but a
+        server without one only gets slower with more connections (measured on the 2-core dev
+        machine, 128 MiB from the Python test hub: 1 curl 0.95 s, 8 ranged curls 2.23 s).
+        Each level is measured for ``_RAMP_S``; a step that raises the rate by less than
+        ``_RAMP_GAIN`` stops the ramp (and goes back a level if the rate fell).
+        """
+        levels = [1]
+        while levels[-1] < self.run.connections:
+            levels.append(min(self.run.connections, levels[-1] * 2))
+        level, best, mark = 0, None, None
+        ramping = self.run.ramp and len(levels) > 1
+        while any(w.is_alive() for w in workers):
+            next(w for w in workers if w.is_alive()).join(0.05)
+            if not ramping or not ready.is_set():
+                continue
+            now = time.monotonic()
+            with self._lock:
+                counted = self.counted
+                if self.single or not self._queue:
+                    ramping = False
+                    continue
+            if mark is None:
+                mark = (now, counted)
+                continue
+            if now - mark[0] < _RAMP_S:
+                continue
+            rate = (counted - mark[1]) / (now - mark[0])
+            if best is None or rate >= best * _RAMP_GAIN:
+                best = rate
+                level += 1
+                ramping = level + 1 < len(levels)
+            else:
+                if rate < best:
+                    level -= 1
+                ramping = False
+            with self._turn:
+                self._allowed = levels[min(level, len(levels) - 1)]
+                self._turn.notify_all()
+            mark = (time.monotonic(), counted)
+
     def _next_part(self) -> _Part | None:
-        with self._lock:
-            return self._queue.pop(0) if self._queue and not self.single else None
+        """The next part in file order, once fewer than ``_allowed`` parts are in flight."""
+        with self._turn:
+            while True:
+                if not self._queue or self.single:
+                    return None
+                self.run.check()
+                self.check()
+                if self._busy < self._allowed:
+                    self._busy += 1
+                    return self._queue.pop(0)
+                self._turn.wait(0.2)
+
+    def _done_with_part(self) -> None:
+        with self._turn:
+            self._busy -= 1
+            self._turn.notify_all()
 
     def _worker(self, first: _Part | None, ready: threading.Event) -> None:
         try:
@@ -505,7 +576,10 @@ class _File:
             else:
                 part = first
             while part is not None:
-                self._fetch_part(part, ready if first is part else None)
+                try:
+                    self._fetch_part(part, ready if first is part else None)
+                finally:
+                    self._done_with_part()
                 part = self._next_part()
         except _NoRanges:
             with self._lock:

@@ -409,7 +409,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_file(self, repo_id: str | None, path: str, data: bytes, headers: dict) -> None:
         """Serve a body honouring Range and the injected faults, pacing and pausing per chunk."""
-        headers.setdefault("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+        if "ETag" not in headers:  # not setdefault: its argument would hash the whole body every request
+            headers["ETag"] = f'"{hashlib.sha256(data).hexdigest()}"'
         headers |= {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
         cut = None
         if self.command == "GET":
