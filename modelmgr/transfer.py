@@ -68,7 +68,7 @@ DEFAULT_CONNECTIONS = 8
 DEFAULT_PART_BYTES = 16 * 1024 * 1024
 RANGES_SUFFIX = ".ranges"  # the range record: <blob>.incomplete.ranges
 _HASH_BLOCK = 1 << 20
-_RECORD_EVERY_S = 0.25
+_RECORD_EVERY_S = 0.02  # a kill -9 loses at most this long of bytes (plus what was in flight)
 _RAMP_S = 0.4  # how long each connection level is measured
 _RAMP_GAIN = 1.3  # the next level must raise the rate by this factor, or the ramp stops
 
@@ -815,7 +815,7 @@ def _load_parts(target: Target) -> list[tuple[int, int, int]]:
             ok = raw.get("size") == size and raw.get("id") == target.entry.etag
             ok = ok and bool(covered) and covered[0][0] == 0 and covered[-1][1] == size
             ok = ok and all(a[1] == b[0] for a, b in zip(covered, covered[1:], strict=False))
-            ok = ok and all(0 <= d <= e - s and s + d <= partial for s, e, d in covered)
+            ok = ok and all(0 <= d <= e - s and (d == 0 or s + d <= partial) for s, e, d in covered)
             return covered if ok else []
         except (OSError, ValueError, TypeError, KeyError):
             return []

@@ -35,6 +35,11 @@ def drained(hub: FakeHub):
     """Let the hub finish writing to connections a test abandoned, so the next test's counters
     see only its own bytes (a throttled or paused sender notices a closed socket late)."""
     yield
+    quiet(hub)
+
+
+def quiet(hub: FakeHub) -> None:
+    """Wait until no abandoned sender writes any more (bounded)."""
     hub.resume()
     hub.set_throttle(None)
     deadline = time.monotonic() + 5
@@ -136,7 +141,7 @@ entry = FileEntry(**e)
 final = Path({final!r})
 target = Target(entry, final, final.with_name(final.name + ".incomplete"), Path({lock!r}))
 transfer.fetch([target], headers={{}}, on_progress=lambda n: None, cancel=threading.Event(),
-               connections=8, part_bytes={part}, retries=2, timeout_s=30, stall_s=30)
+               connections=8, part_bytes={part}, retries=2, timeout_s=30, stall_s=30, ramp=False)
 """
 
 
@@ -170,10 +175,9 @@ def test_kill_9_with_8_parts_resumes_every_part(hub: FakeHub, tmp_path: Path) ->
     parts = json.loads(record.read_text())["parts"]
     done_before = sum(d for _, _, d in parts)
     assert 0 < done_before < len(data)
-    hub.set_throttle(None)
-    wait_until(lambda: not hub._conns, 30, "the hub to notice the dead connections")  # noqa: SLF001
+    quiet(hub)
     hub.reset_counters()
-    progress = run_fetch(target, connections=8, part_bytes=2 * MiB)
+    progress = run_fetch(target, connections=8, part_bytes=2 * MiB, ramp=False)
     assert target.final.read_bytes() == data
     starts = sorted(int(r.split("=")[1].split("-")[0]) for r in hub.ranges(REPO, name))
     assert starts == sorted(s + d for s, e, d in parts if d < e - s), "every part resumed where it stood"
@@ -376,3 +380,25 @@ def test_a_closed_port_is_hub_unreachable(tmp_path: Path) -> None:
     target = Target(entry, tmp_path / "f", tmp_path / "f.incomplete", tmp_path / "f.lock")
     with pytest.raises(HubUnreachable, match="f.bin"):
         run_fetch(target, retries=0)
+
+
+def test_a_record_with_parts_not_yet_started_still_resumes(hub: FakeHub, tmp_path: Path) -> None:
+    data, name = publish(hub, 8 * MiB, seed=11)
+    target = target_for(hub, tmp_path, data)
+    cancel = threading.Event()
+    hub.set_throttle(1_000_000)
+    thread, out = in_thread(lambda: run_fetch(target, cancel=cancel, connections=2, ramp=False))
+    wait_until(lambda: transfer.bytes_present([target]) > MiB, 30, "two parts under way")
+    cancel.set()
+    thread.join(10)
+    assert isinstance(out.get("error"), Cancelled)
+    parts = json.loads(transfer.record_path(target).read_text())["parts"]
+    assert any(d == 0 for _, _, d in parts), "some parts never started"
+    done = sum(d for _, _, d in parts)
+    quiet(hub)
+    hub.reset_counters()
+    assert transfer.bytes_present([target]) == done
+    progress = run_fetch(target)
+    assert target.final.read_bytes() == data
+    assert progress.total == progress.peak == len(data)
+    assert hub.bytes_sent(REPO, name) <= len(data) - done + 64 * 1024
