@@ -82,6 +82,18 @@ def role_app(args: argparse.Namespace) -> None:
     settings = Settings(port=args.port, min_free_bytes=0)
     app = create_app(settings, ui=False)
     config = uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning", backlog=4096)
+    profile = os.environ.get("BENCH_PROFILE")  # a file: pyinstrument report of the loop thread
+    if profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001)
+        profiler.start()
+
+        def dump(*_) -> None:  # SIGUSR1 (uvicorn re-raises SIGTERM: no code runs after run())
+            profiler.stop()
+            Path(profile).write_text(profiler.output_text(unicode=False, color=False, show_all=True))
+
+        signal.signal(signal.SIGUSR1, dump)
     StudioServer(config).run()
 
 
@@ -220,6 +232,9 @@ class App:
 
     def stop(self, kill: bool = False) -> None:
         self.http.close()
+        if os.environ.get("BENCH_PROFILE") and not kill:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(3)
         self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         self.proc.wait(30)
 
