@@ -81,7 +81,11 @@ def role_app(args: argparse.Namespace) -> None:
         EventBus.publish = stamped
     settings = Settings(port=args.port, min_free_bytes=0)
     app = create_app(settings, ui=False)
-    config = uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning", backlog=4096)
+    stack = os.environ.get("BENCH_STACK", "auto")  # "asyncio": stdlib loop + h11, for comparison
+    loop, http = ("asyncio", "h11") if stack == "asyncio" else ("auto", "auto")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=args.port, log_level="warning", backlog=4096, loop=loop, http=http
+    )
     profile = os.environ.get("BENCH_PROFILE")  # a file: pyinstrument report of the loop thread
     if profile:
         from pyinstrument import Profiler
