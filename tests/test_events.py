@@ -150,3 +150,35 @@ def test_each_event_is_serialized_once_whatever_the_number_of_subscribers(monkey
 
     asyncio.run(scenario())
     assert len(calls) == 10
+
+
+def test_a_storm_of_connecting_clients_shares_one_snapshot(live_server, monkeypatch) -> None:
+    import httpx
+
+    services = live_server.services
+    built = []
+    real = services.snapshot
+
+    def counting() -> dict:
+        built.append(1)
+        return real()
+
+    monkeypatch.setattr(services, "snapshot", counting)
+
+    async def scenario() -> list[bytes]:
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=100)) as client:
+
+            async def first_frame() -> bytes:
+                async with client.stream("GET", f"{live_server.url}/api/events") as response:
+                    lines = []
+                    async for line in response.aiter_lines():
+                        if not line:
+                            return "\n".join(lines).encode()
+                        lines.append(line)
+                    return b""
+
+            return await asyncio.wait_for(asyncio.gather(*(first_frame() for _ in range(40))), 60)
+
+    frames = asyncio.run(scenario())
+    assert all(f.startswith(b"id: ") and b"event: snapshot" in f for f in frames)
+    assert len(set(frames)) <= len(built) < 40, "clients connecting together share a snapshot"
