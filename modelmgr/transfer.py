@@ -618,6 +618,8 @@ class _File:
                     raise _Retryable(f"connection closed at {part.pos} of {part.end} bytes")
             except _Reresolve:
                 continue  # the original URL resolves to a fresh signed URL
+            except httpx.TooManyRedirects as exc:
+                raise DownloadFailed(f"{self.entry.url} redirects in a loop: check HF_ENDPOINT") from exc
             except (httpx.TransportError, _Retryable) as exc:
                 self.run.check()
                 self.check()
