@@ -28,6 +28,7 @@ def create_api_app(services: Services) -> FastAPI:
         services.bus.bind(asyncio.get_running_loop())
         if services.settings.resume_on_start:
             await asyncio.to_thread(services.downloads.resume_interrupted)
+        await asyncio.to_thread(services.transcriptions.start)  # re-queues jobs a restart interrupted
         yield
         services.shutdown()
 

@@ -11,6 +11,7 @@ from .preload import PreloadManager
 from .remote import Remote
 from .settings import Settings
 from .store import Store
+from .transcriptions import TranscriptionManager
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Services:
     bus: EventBus
     downloads: DownloadManager
     preload: PreloadManager
+    transcriptions: TranscriptionManager
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -29,12 +31,18 @@ class Services:
         bus = EventBus(replay=settings.event_replay, queue_size=settings.subscriber_queue)
         downloads = DownloadManager(settings, catalog, store, Remote(settings), bus)
         preload = PreloadManager(settings, catalog, store, downloads, bus)
-        return cls(settings, catalog, store, bus, downloads, preload)
+        transcriptions = TranscriptionManager(settings, catalog, downloads, preload, bus)
+        return cls(settings, catalog, store, bus, downloads, preload, transcriptions)
 
     def snapshot(self) -> dict:
         """Everything a client needs to draw the model manager from scratch."""
-        return {"models": self.downloads.snapshot(), "preload": self.preload.status()}
+        return {
+            "models": self.downloads.snapshot(),
+            "preload": self.preload.status(),
+            "transcriptions": self.transcriptions.snapshot(),
+        }
 
     def shutdown(self) -> None:
         self.bus.close()
+        self.transcriptions.shutdown()
         self.downloads.shutdown()
