@@ -44,7 +44,7 @@ class Event:
 
     @classmethod
     def make(cls, event_id: int, name: str, data: dict[str, Any]) -> Event:
-        return cls(event_id, name, data, sse_frame(event_id, name, json.dumps(data)))
+        return cls(event_id, name, data, sse_frame(event_id, name, json.dumps(data, default=str)))
 
     @property
     def droppable(self) -> bool:
