@@ -26,6 +26,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 from sse_starlette import EventSourceResponse
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import errors
 from .catalog import ModelSpec
@@ -201,8 +202,18 @@ def install_transcription_api(
     async def openai_translations(request: Request) -> Response:
         return await openai_audio(request, "translate")
 
+    fallback = APIRouter(prefix="/v1")
+
+    @fallback.api_route(
+        "/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+    )
+    def unknown_v1_route(rest: str) -> None:
+        # Unknown /v1 paths answer OpenAI-shaped JSON instead of reaching the Gradio mount at /.
+        raise StarletteHTTPException(404, f"/v1/{rest} is not an API route")
+
     app.include_router(guarded)
     app.include_router(results)
+    app.include_router(fallback)
 
 
 def sign(key: bytes, job_id: str) -> str:

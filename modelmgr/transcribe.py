@@ -444,6 +444,8 @@ def run_pipeline(
     Translations are timed by faster-whisper's own word timestamps: a wav2vec2
     aligner of the spoken language cannot align English text.
     """
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be resolved to cpu or cuda before the pipeline runs, not {device!r}")
     opts = options or Options(language=language)
     if options is not None and language is not None and options.language is None:
         opts = dataclasses.replace(options, language=language)

@@ -163,13 +163,14 @@ class TranscriptionManager:
         downloads: DownloadManager,
         preload: PreloadManager,
         bus: EventBus,
+        root: Path | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.downloads = downloads
         self.preload = preload
         self.bus = bus
-        self.root = settings.jobs_dir
+        self.root = root or settings.jobs_dir  # the CLI uses a private folder beside a running server
         # _lock guards _jobs, _queue, _running and _stopping; held for bookkeeping only
         # (no I/O, no publishing, no waiting except Condition.wait, which releases it).
         self._lock = threading.Lock()
@@ -448,8 +449,9 @@ class TranscriptionManager:
             result = self.downloads.start(model.id, with_align=False)
             if result.job is None:
                 continue
-            self._set(job, "downloading", progress=0.0)
             download = result.job
+            job.download = {"model": model.id, **download.progress()}
+            self._set(job, "downloading", progress=job.download["percent"])
             while not download.done.wait(0.25):
                 if job.cancel.is_set():
                     raise Cancelled("cancelled")  # the download goes on: others may be waiting for it
@@ -508,26 +510,26 @@ class TranscriptionManager:
     def _load_from_disk(self) -> None:
         if not self.root.is_dir():
             return
+        found = [
+            job for folder in sorted(self.root.iterdir()) if (job := _job_from_folder(folder)) is not None
+        ]
         requeue = []
-        for folder in sorted(self.root.iterdir()):
-            job = _job_from_folder(folder)
-            if job is None:
-                continue
+        for job in found:
             if job.status in IN_FLIGHT:
                 if not job.input_path.exists():
                     job.status, job.error = "error", {"code": "interrupted", "message": "the upload was lost"}
                 else:
                     job.status, job.progress = "queued", 0.0
-                    requeue.append(job)
             if job.status in FINISHED:
                 job.done.set()
-            with self._lock:
-                if job.id in self._jobs:
+        with self._lock:
+            for job in sorted(found, key=lambda j: j.created_at):
+                if job.id in self._jobs:  # submitted in this process already: that record is live
                     continue
                 self._jobs[job.id] = job
-        requeue.sort(key=lambda j: j.created_at)
-        with self._lock:
-            self._queue.extend(j for j in requeue if j not in self._queue)
+                if job.status == "queued":
+                    self._queue.append(job)
+                    requeue.append(job)
             self._wake.notify_all()
         for job in requeue:
             log.info("re-queued interrupted transcription %s (%s)", job.id, job.filename)
