@@ -1,6 +1,7 @@
 """Our transcription pipeline vs. whisperx's own, same model, same 60 s file, one run.
 
     uv run python bench/transcribe.py [--runs 3] [--seconds 60] [--theirs-batch 8]
+    uv run python bench/transcribe.py --sweep 15   # ours only, models loaded: batch-size choice
 
 Both sides use the tiny test Whisper (CTranslate2, int8, CPU) and the tiny
 wav2vec2 aligner (language zh) from tests/tiny_models.py, built into a temporary
@@ -161,6 +162,54 @@ def build_world(root: Path, seconds: float) -> tuple[Any, Any]:
     return models, audio
 
 
+def sweep(rounds: int, seconds: float, batches: list[int]) -> None:
+    """Our variants only, models loaded once: many short interleaved rounds, median and min.
+
+    On a shared machine the minimum is the steadiest estimate of a variant's own cost
+    (interference only ever adds time); the median shows what a user typically waits.
+    """
+    from modelmgr import loaders
+    from modelmgr.transcribe import Options, ensure_nltk_path, run_pipeline
+
+    configs = [("b=1 (sequential, no VAD)", 1, False), ("b=1 + VAD", 1, True)]
+    configs += [(f"b={b} (batched, Silero VAD)", b, True) for b in batches]
+    samples: dict[str, list[float]] = {name: [] for name, _b, _v in configs}
+    loads = [load_average()]
+    with tempfile.TemporaryDirectory(prefix="bench-transcribe-") as tmp:
+        paths, audio = build_world(Path(tmp), seconds)
+        ensure_nltk_path(paths.nltk_root)
+        whisper = loaders.load_whisper(paths.whisper, "cpu", "int8")
+        aligner = loaders.load_aligner(
+            SimpleNamespace(source="hf"),  # type: ignore[arg-type]
+            LANGUAGE,
+            paths.wav2vec2,
+            "cpu",
+            paths.nltk_root,
+        )
+        for rep in range(rounds + 1):  # round 0 warms every path up and is not counted
+            shift = rep % len(configs)
+            for name, batch_size, vad in configs[shift:] + configs[:shift]:
+                started = time.perf_counter()
+                run_pipeline(
+                    audio,
+                    language=LANGUAGE,
+                    device="cpu",
+                    get_whisper=lambda: whisper,
+                    get_aligner=lambda _lang: aligner,
+                    options=Options(language=LANGUAGE, vad=vad, batch_size=batch_size),
+                )
+                if rep:
+                    samples[name].append(time.perf_counter() - started)
+        loads.append(load_average())
+    print(
+        f"ours, models loaded, transcribe + align {seconds:.0f} s, {rounds} interleaved rounds; "
+        f"load average {loads[0]} at start, {loads[-1]} at end"
+    )
+    print("\n| ours | median | min |\n|---|---:|---:|")
+    for name, values in samples.items():
+        print(f"| {name} | {statistics.median(values):.2f} s | {min(values):.2f} s |")
+
+
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
@@ -172,6 +221,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="audio length")
     parser.add_argument("--theirs-batch", type=int, default=8, help="whisperx batch size (its CLI's default)")
     parser.add_argument("--ours-batches", default="4,8,16", help="batch sizes for our batched path")
+    parser.add_argument(
+        "--sweep",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: load our models once, then N interleaved rounds of our variants (batch-size choice)",
+    )
     args = parser.parse_args()
 
     refuse_network()
@@ -188,10 +244,15 @@ def main() -> None:
     loaders.heavy()
     import_s = time.perf_counter() - started
 
+    batches = [int(x) for x in args.ours_batches.split(",") if x.strip()]
+    if args.sweep:
+        sweep(args.sweep, args.seconds, batches)
+        return
+
     variants = [Variant(f"whisperx b={args.theirs_batch} (pyannote VAD)", theirs(args.theirs_batch))]
     variants.append(Variant("ours b=1 (sequential, no VAD)", ours(1, vad=False)))
     variants.append(Variant("ours b=1 + VAD", ours(1, vad=True)))
-    for b in (int(x) for x in args.ours_batches.split(",") if x.strip()):
+    for b in batches:
         variants.append(Variant(f"ours b={b} (batched, Silero VAD)", ours(b, vad=True)))
 
     loads = [load_average()]
@@ -223,11 +284,12 @@ def main() -> None:
         f"imports (paid once, not counted) {import_s:.1f} s."
     )
     print()
-    print("| pipeline | segments | all in (load + transcribe + align) | ratio | loaded (transcribe + align) | ratio |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| pipeline | segments | all in (load + transcribe + align) | ratio |", end="")
+    print(" loaded (transcribe + align) | ratio |\n|---|---:|---:|---:|---:|---:|")
     for v in variants:
         a, lo = statistics.median(v.all_in), statistics.median(v.loaded)
-        print(f"| {v.name} | {v.segments} | {a:.2f} s | {a / ref_all:.2f}x | {lo:.2f} s | {lo / ref_loaded:.2f}x |")
+        row = f"| {v.name} | {v.segments} | {a:.2f} s | {a / ref_all:.2f}x |"
+        print(f"{row} {lo:.2f} s | {lo / ref_loaded:.2f}x |")
 
 
 if __name__ == "__main__":
