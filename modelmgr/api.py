@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,6 +27,9 @@ from . import errors
 from .events import CLOSED
 from .services import Services
 from .system import system_report
+
+# Last-Event-ID is a decimal event id; anything else (superscripts, 5,000 digits) means "absent".
+_EVENT_ID = re.compile(r"[0-9]{1,18}")
 
 STATUS: dict[type[errors.ModelMgrError], int] = {
     errors.InvalidInput: 400,
@@ -113,10 +117,37 @@ def install_api(app: FastAPI, services: Services) -> None:
             "model": services.downloads.describe(services.catalog.get(model_id)),
         }
 
+    @guarded.post("/models/{model_id:path}/verify", status_code=202)
+    def verify(model_id: str) -> dict[str, Any]:
+        """Re-hash the files in a worker thread; watch /api/events or GET the model for the result."""
+        services.downloads.verify(model_id)
+        return {
+            "status": "verifying",
+            "model": services.downloads.describe(services.catalog.get(model_id)),
+        }
+
+    @guarded.post("/models/{model_id:path}/check-update")
+    def check_update(model_id: str) -> dict[str, Any]:
+        """Ask the hub now whether the model's revision moved."""
+        available = services.downloads.check_update(model_id)
+        return {
+            "update_available": available,
+            "model": services.downloads.describe(services.catalog.get(model_id)),
+        }
+
+    @guarded.post("/models/{model_id:path}/update", status_code=202)
+    def update(model_id: str) -> dict[str, Any]:
+        """Fetch the hub's current revision (changed files only) and move refs/main to it."""
+        result = services.downloads.update(model_id)
+        return {
+            "status": result.status,
+            "model": services.downloads.describe(services.catalog.get(model_id)),
+        }
+
     @guarded.delete("/models/{model_id:path}")
     def delete(model_id: str) -> dict[str, Any]:
         spec = services.catalog.get(model_id)
-        freed = services.downloads.delete(spec.id, loaded=services.preload.is_loaded(spec.id))
+        freed = services.downloads.delete(spec.id)  # refuses (409) when loaded, in use or busy
         return {
             "status": "deleted",
             "freed_bytes": freed,
@@ -124,7 +155,9 @@ def install_api(app: FastAPI, services: Services) -> None:
         }
 
     @guarded.get("/models/{model_id:path}")
-    def get_model(model_id: str) -> dict[str, Any]:
+    def get_model(model_id: str, check_update: bool = False) -> dict[str, Any]:
+        if check_update:
+            services.downloads.check_update(model_id)
         return services.downloads.describe(services.catalog.get(model_id))
 
     @guarded.post("/preload/start", status_code=202)
@@ -149,7 +182,7 @@ def install_api(app: FastAPI, services: Services) -> None:
     @guarded.get("/events")
     async def events(request: Request) -> EventSourceResponse:
         raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-        last_id = int(raw) if raw and raw.isdigit() else None
+        last_id = int(raw) if raw and _EVENT_ID.fullmatch(raw) else None
         return EventSourceResponse(
             _stream(services, last_id),
             ping=settings.heartbeat_s,

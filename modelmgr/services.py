@@ -29,6 +29,8 @@ class Services:
         bus = EventBus(replay=settings.event_replay, queue_size=settings.subscriber_queue)
         downloads = DownloadManager(settings, catalog, store, Remote(settings), bus)
         preload = PreloadManager(settings, catalog, store, downloads, bus)
+        # Delete asks the preload manager whether a model is loaded (API, UI and CLI alike).
+        downloads.in_use = lambda spec: preload.is_loaded(spec.id)
         return cls(settings, catalog, store, bus, downloads, preload)
 
     def snapshot(self) -> dict:
@@ -36,5 +38,5 @@ class Services:
         return {"models": self.downloads.snapshot(), "preload": self.preload.status()}
 
     def shutdown(self) -> None:
+        self.downloads.shutdown()  # first: no queued job starts once shutdown has begun
         self.bus.close()
-        self.downloads.shutdown()

@@ -396,7 +396,7 @@ def _wire_actions(
             return "Nothing was deleted."
 
         def run() -> str:
-            freed = downloads.delete(model_id, loaded=preload.is_loaded(model_id))
+            freed = downloads.delete(model_id)  # the manager refuses while loaded or busy
             return f"Deleted **{model_id}** ({human_bytes(freed)} freed)."
 
         return said(run)
