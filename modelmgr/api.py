@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import errors
 from .events import CLOSED
+from .security import AUTHENTICATED
 from .services import Services
 from .system import system_report
 
@@ -80,8 +81,8 @@ def install_api(app: FastAPI, services: Services) -> None:
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
 
     def require_auth(request: Request) -> None:
-        if token is None:
-            return
+        if token is None or request.scope.get(AUTHENTICATED):
+            return  # the security middleware already checked the token (header, query or cookie)
         given = request.headers.get("x-auth-token") or request.query_params.get("token") or ""
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):

@@ -136,6 +136,7 @@ class DownloadManager:
         self._deleting: set[str] = set()  # repo ids
         self._threads: set[threading.Thread] = set()
         self._remote: dict[str, tuple[str, float]] = {}  # repo id -> (hub commit, when checked)
+        self._known_sizes: dict[str, int] = {}  # repo id -> total bytes at the last resolve (507 up front)
         self._stopping = False  # shutdown: interrupted jobs keep their partial files to resume later
         self.transfers_started = 0  # worker threads ever started; read by tests and benchmarks
         # "Is this model loaded or leased?" Injected by Services (the preload manager knows).
@@ -165,7 +166,8 @@ class DownloadManager:
             if self.store.local_state(a).status != "downloaded"
         ]
         if local != "downloaded":
-            self._check_space_up_front(spec, state.bytes_total, state.bytes_present)
+            total = state.bytes_total or self._known_sizes.get(spec.repo_id)
+            self._check_space_up_front(spec, total, state.bytes_present)
         with self._lock:
             if spec.repo_id in self._deleting:
                 raise ModelBusy(f"{spec.id} is being deleted")
@@ -538,6 +540,7 @@ class DownloadManager:
         old_commit = self.store.local_commit(spec) if job.mode == "update" else None
         manifest = self.remote.resolve(spec, job.cancel)
         with self._lock:
+            self._known_sizes[spec.repo_id] = manifest.total_bytes
             if manifest.commit:
                 self._remote[spec.repo_id] = (manifest.commit, time.time())
         targets = self.store.targets(spec, manifest)
