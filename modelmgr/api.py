@@ -15,6 +15,7 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -29,6 +30,7 @@ from .security import AUTHENTICATED
 from .services import Services
 from .system import system_report
 
+SHUTDOWN_GRACE_S = 2.0  # below uvicorn's timeout_graceful_shutdown (3-5 s here)
 # Last-Event-ID is a decimal event id; anything else (superscripts, 5,000 digits) means "absent".
 _EVENT_ID = re.compile(r"[0-9]{1,18}")
 
@@ -184,8 +186,17 @@ def install_api(app: FastAPI, services: Services) -> None:
     async def events(request: Request) -> EventSourceResponse:
         raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
         last_id = int(raw) if raw and _EVENT_ID.fullmatch(raw) else None
+        # Shutdown: sse-starlette's watcher notices uvicorn's should_exit on its own and would
+        # cancel the stream mid-body. Given a shutdown_event and a grace period, it instead
+        # sets the event and waits; _end_on_shutdown then ends our generator cleanly (as
+        # bus.close does), so the response always completes.
+        shutdown = anyio.Event()
+        holder: dict[str, Any] = {}
         return EventSourceResponse(
-            _stream(services, last_id),
+            _stream(services, last_id, holder),
+            shutdown_event=shutdown,
+            shutdown_grace_period=SHUTDOWN_GRACE_S,
+            data_sender_callable=lambda: _end_on_shutdown(shutdown, holder),
             ping=settings.heartbeat_s,
             ping_message_factory=lambda: ServerSentEvent(event="ping", data="heartbeat"),
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -207,10 +218,25 @@ def install_api(app: FastAPI, services: Services) -> None:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
 
-async def _stream(services: Services, last_id: int | None) -> AsyncIterator[dict[str, Any]]:
+async def _end_on_shutdown(shutdown: anyio.Event, holder: dict[str, Any]) -> None:
+    """When the server shuts down, end this client's stream through its own queue."""
+    await shutdown.wait()
+    holder["closing"] = True
+    queue = holder.get("queue")
+    if queue is not None:
+        queue.put_nowait(CLOSED)
+
+
+async def _stream(
+    services: Services, last_id: int | None, holder: dict[str, Any] | None = None
+) -> AsyncIterator[dict[str, Any]]:
     """One client's events. The queue is registered here and removed in ``finally``."""
     bus = services.bus
     queue, missed = bus.subscribe(last_id)
+    if holder is not None:
+        holder["queue"] = queue  # so a shutdown can end the stream cleanly
+        if holder.get("closing"):
+            queue.put_nowait(CLOSED)
     sent = last_id or 0
     try:
         if missed is None:

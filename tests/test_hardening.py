@@ -356,3 +356,75 @@ def test_odd_last_event_ids_mean_a_fresh_snapshot(live_server: LiveServer, raw: 
         "GET", f"{live_server.url}/api/events", params={"last_event_id": raw.decode("latin-1")}, timeout=10
     ) as response:
         assert response.status_code == 200
+
+
+# --- shutdown -------------------------------------------------------------------------------
+async def _open_streams(url: str, count: int, opened) -> list[str]:
+    """Open ``count`` streams, wait for each snapshot, then read each to its end.
+
+    Returns how each ended: "clean" (the body completed) or the error a cut stream raised.
+    """
+    import asyncio
+
+    ready = asyncio.Semaphore(0)
+
+    async def one(client: httpx.AsyncClient) -> str:
+        try:
+            async with client.stream("GET", f"{url}/api/events") as response:
+                seen = False
+                async for line in response.aiter_lines():
+                    if line.startswith("event: snapshot") and not seen:
+                        seen = True
+                        ready.release()
+            return "clean"
+        except httpx.HTTPError as exc:
+            if not seen:
+                ready.release()
+            return f"{type(exc).__name__}: {exc}"
+
+    limits = httpx.Limits(max_connections=count + 10)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        tasks = [asyncio.create_task(one(client)) for _ in range(count)]
+        for _ in range(count):
+            await asyncio.wait_for(ready.acquire(), 60)
+        opened.set()
+        return list(await asyncio.gather(*tasks))
+
+
+def test_twenty_shutdowns_with_a_hundred_streams_end_every_stream_cleanly(settings: Settings, caplog) -> None:
+    import asyncio
+    import threading
+
+    caplog.set_level(logging.ERROR, logger="uvicorn.error")
+    rounds, streams = 20, 100
+    for round_no in range(rounds):
+        with run_server(settings) as live:
+            opened = threading.Event()
+            result: list[list[str]] = []
+
+            def read(url: str = live.url, out: list = result, flag: threading.Event = opened) -> None:
+                out.append(asyncio.run(_open_streams(url, streams, flag)))
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            assert opened.wait(120), "streams did not open"
+            live.server.should_exit = True
+            reader.join(60)
+        assert result, f"round {round_no}: the readers did not finish"
+        cut = [r for r in result[0] if r != "clean"]
+        assert not cut, f"round {round_no}: {len(cut)} streams were cut: {cut[:3]}"
+    incomplete = [r for r in caplog.records if "without completing response" in r.getMessage()]
+    assert not incomplete, incomplete[0].getMessage()
+
+
+def test_a_queued_job_never_starts_after_shutdown_began(services: Services, hub: FakeHub) -> None:
+    hub.set_throttle(200_000)
+    first = services.downloads.start("tiny", with_align=False)
+    second = services.downloads.start("base", with_align=False)
+    assert (first.status, second.status) == ("started", "queued")
+    services.downloads.shutdown(timeout_s=10)
+    assert first.job is not None and first.job.done.is_set()
+    assert second.job is not None and second.job.status == "queued" and not second.job.done.is_set()
+    assert services.downloads.transfers_started == 1
+    with pytest.raises(ModelBusy):
+        services.downloads.start("tiny.en", with_align=False)
