@@ -391,14 +391,23 @@ async def _open_streams(url: str, count: int, opened) -> list[str]:
         return list(await asyncio.gather(*tasks))
 
 
-def test_twenty_shutdowns_with_a_hundred_streams_end_every_stream_cleanly(settings: Settings, caplog) -> None:
+def test_twenty_shutdowns_with_a_hundred_streams_end_every_stream_cleanly(
+    settings: Settings, caplog, monkeypatch
+) -> None:
     import asyncio
     import threading
 
+    from sse_starlette import sse
+
     caplog.set_level(logging.ERROR, logger="uvicorn.error")
     rounds, streams = 20, 100
+    current: list = []
+    # In a real process sse-starlette finds uvicorn through its SIGTERM handler; a server in a
+    # test thread installs none, so hand the watcher the server as the real process would.
+    monkeypatch.setattr(sse, "_get_uvicorn_server", lambda: current[-1] if current else None)
     for round_no in range(rounds):
         with run_server(settings) as live:
+            current.append(live.server)
             opened = threading.Event()
             result: list[list[str]] = []
 
