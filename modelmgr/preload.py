@@ -208,7 +208,11 @@ class PreloadManager:
             self._set(state="error", error=exc.message)
         except Exception as exc:  # a loader failing on odd files must show up as an error, not a dead thread
             log.exception("preload of %s failed", spec.id)
-            self._set(state="error", error=f"loading failed: {exc}")
+            self._set(
+                state="error",
+                error=f"loading failed: {exc}. If the files may be damaged, run Verify on {spec.id} "
+                f"(POST /api/models/{spec.id}/verify); a download then repairs them",
+            )
 
     def _wait_downloaded(self, spec: ModelSpec, languages: list[str] | None = None) -> None:
         result = self.downloads.start(spec.id, languages=languages, with_align=languages is not None)

@@ -249,6 +249,8 @@ def _models_tab(choices: SimpleNamespace) -> SimpleNamespace:
                     )
                     preload = gr.Button("Preload", elem_id="preload-btn", **small)
                     clear = gr.Button("Clear cache", elem_id="clear-cache-btn", **small)
+                    # Re-hash the files (same-size damage shows only this way); always clickable.
+                    verify = gr.Button("Verify", elem_id="verify-btn", **small)
                 message = gr.Markdown("", elem_id="models-status", elem_classes="mm-msg")
             with gr.Column(scale=1, min_width=260, elem_classes="mm-side-card"):
                 preload_card = _html("", elem_id="preload-status")
@@ -262,6 +264,7 @@ def _models_tab(choices: SimpleNamespace) -> SimpleNamespace:
         delete=delete,
         preload=preload,
         clear=clear,
+        verify=verify,
         message=message,
         preload_card=preload_card,
         table=table,
@@ -401,6 +404,13 @@ def _wire_actions(
 
         return said(run)
 
+    def verify(model_id: str) -> str:
+        def run() -> str:
+            downloads.verify(model_id)
+            return f"Verifying **{model_id}**: the table shows the result; download repairs bad files."
+
+        return said(run)
+
     def start_preload(model_id: str, language: str, device: str) -> str:
         def run() -> str:
             status = preload.start(model_id, language_arg(language), device)
@@ -447,6 +457,7 @@ def _wire_actions(
         start_preload, [models.model, models.language, models.device], models.message, **act
     ).then(*redraw, **then)
     models.clear.click(clear_cache, None, models.message, **act).then(*redraw, **then)
+    models.verify.click(verify, models.model, models.message, **act).then(*redraw, **then)
 
 
 def _wire_transcribe(services: Services, tx: SimpleNamespace) -> None:
