@@ -77,6 +77,41 @@ class PreloadBody(_Body):
     device: StrictStr = "auto"
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code", "message"}}``."""
+
+    error: ErrorDetail
+
+
+def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {
+        400: "bad input (invalid id, language, device or JSON)",
+        401: "the auth token is missing or wrong",
+        403: "forbidden: Host not allowed, cross-origin request, or the hub denied access",
+        404: "unknown model or route",
+        405: "method not allowed",
+        409: "busy: downloading, verifying, loaded or in use",
+        413: "request body too large",
+        422: "the body does not match the schema",
+        502: "the hub is unreachable or failed (hub_unreachable, download_failed)",
+        503: "offline mode and the files are missing",
+        504: "the hub accepted the connection but did not answer in time (hub_timeout)",
+        507: "not enough free disk space (insufficient_storage)",
+    }
+    return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
+
+
+# Shared by every guarded route; handlers add what only they can answer.
+ERROR_RESPONSES = _documented(400, 401, 403, 404, 405, 413, 422)
+BUSY_RESPONSES = _documented(409)
+HUB_RESPONSES = _documented(409, 502, 503, 504, 507)
+
+
 def install_api(app: FastAPI, services: Services) -> None:
     """Add the routes, error handlers and body limit to ``app`` (before any Gradio mount)."""
     settings = services.settings
@@ -93,7 +128,7 @@ def install_api(app: FastAPI, services: Services) -> None:
             raise errors.Unauthorized("this server needs an auth token (Authorization: Bearer ...)")
 
     router = APIRouter(prefix="/api")
-    guarded = APIRouter(prefix="/api", dependencies=[Depends(require_auth)])
+    guarded = APIRouter(prefix="/api", dependencies=[Depends(require_auth)], responses=ERROR_RESPONSES)
 
     @router.get("/health")
     async def health() -> dict[str, str]:
@@ -103,7 +138,7 @@ def install_api(app: FastAPI, services: Services) -> None:
     def list_models() -> dict[str, Any]:
         return {"models": services.downloads.snapshot()}
 
-    @guarded.post("/models/{model_id:path}/download", status_code=202)
+    @guarded.post("/models/{model_id:path}/download", status_code=202, responses=HUB_RESPONSES)
     def download(model_id: str, body: DownloadBody | None = None) -> dict[str, Any]:
         body = body or DownloadBody()
         result = services.downloads.start(model_id, languages=body.languages, with_align=body.with_align)
@@ -112,7 +147,7 @@ def install_api(app: FastAPI, services: Services) -> None:
             "model": services.downloads.describe(services.catalog.get(model_id)),
         }
 
-    @guarded.post("/models/{model_id:path}/cancel", status_code=202)
+    @guarded.post("/models/{model_id:path}/cancel", status_code=202, responses=BUSY_RESPONSES)
     def cancel(model_id: str) -> dict[str, Any]:
         services.downloads.cancel(model_id)
         return {
@@ -120,7 +155,7 @@ def install_api(app: FastAPI, services: Services) -> None:
             "model": services.downloads.describe(services.catalog.get(model_id)),
         }
 
-    @guarded.post("/models/{model_id:path}/verify", status_code=202)
+    @guarded.post("/models/{model_id:path}/verify", status_code=202, responses=BUSY_RESPONSES)
     def verify(model_id: str) -> dict[str, Any]:
         """Re-hash the files in a worker thread; watch /api/events or GET the model for the result."""
         services.downloads.verify(model_id)
@@ -129,7 +164,7 @@ def install_api(app: FastAPI, services: Services) -> None:
             "model": services.downloads.describe(services.catalog.get(model_id)),
         }
 
-    @guarded.post("/models/{model_id:path}/check-update")
+    @guarded.post("/models/{model_id:path}/check-update", responses=HUB_RESPONSES)
     def check_update(model_id: str) -> dict[str, Any]:
         """Ask the hub now whether the model's revision moved."""
         available = services.downloads.check_update(model_id)
@@ -138,7 +173,7 @@ def install_api(app: FastAPI, services: Services) -> None:
             "model": services.downloads.describe(services.catalog.get(model_id)),
         }
 
-    @guarded.post("/models/{model_id:path}/update", status_code=202)
+    @guarded.post("/models/{model_id:path}/update", status_code=202, responses=HUB_RESPONSES)
     def update(model_id: str) -> dict[str, Any]:
         """Fetch the hub's current revision (changed files only) and move refs/main to it."""
         result = services.downloads.update(model_id)
@@ -147,7 +182,7 @@ def install_api(app: FastAPI, services: Services) -> None:
             "model": services.downloads.describe(services.catalog.get(model_id)),
         }
 
-    @guarded.delete("/models/{model_id:path}")
+    @guarded.delete("/models/{model_id:path}", responses=BUSY_RESPONSES)
     def delete(model_id: str) -> dict[str, Any]:
         spec = services.catalog.get(model_id)
         freed = services.downloads.delete(spec.id)  # refuses (409) when loaded, in use or busy
@@ -157,13 +192,13 @@ def install_api(app: FastAPI, services: Services) -> None:
             "model": services.downloads.describe(spec),
         }
 
-    @guarded.get("/models/{model_id:path}")
+    @guarded.get("/models/{model_id:path}", responses=HUB_RESPONSES)
     def get_model(model_id: str, check_update: bool = False) -> dict[str, Any]:
         if check_update:
             services.downloads.check_update(model_id)
         return services.downloads.describe(services.catalog.get(model_id))
 
-    @guarded.post("/preload/start", status_code=202)
+    @guarded.post("/preload/start", status_code=202, responses=HUB_RESPONSES)
     def preload_start(body: PreloadBody) -> dict[str, Any]:
         return services.preload.start(body.model, body.language, body.device)
 
@@ -171,7 +206,7 @@ def install_api(app: FastAPI, services: Services) -> None:
     def preload_status() -> dict[str, Any]:
         return services.preload.status()
 
-    @guarded.post("/preload/clear-cache")
+    @guarded.post("/preload/clear-cache", responses=BUSY_RESPONSES)
     def preload_clear() -> dict[str, Any]:
         return services.preload.clear_cache()
 
