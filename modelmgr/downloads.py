@@ -55,7 +55,7 @@ from .transfer import bytes_present, fetch
 log = logging.getLogger(__name__)
 
 IN_FLIGHT = ("queued", "downloading", "verifying")
-UPDATE_CHECK_INTERVAL_S = 24 * 3600  # background update checks: at most once a day per repository
+UPDATE_CHECK_FIRST_DELAY_S = 60.0  # the first background check waits: start-up stays quiet
 
 
 class SpeedMeter:
@@ -138,6 +138,7 @@ class DownloadManager:
         self._remote: dict[str, tuple[str, float]] = {}  # repo id -> (hub commit, when checked)
         self._known_sizes: dict[str, int] = {}  # repo id -> total bytes at the last resolve (507 up front)
         self._stopping = False  # shutdown: interrupted jobs keep their partial files to resume later
+        self._stop_checks = threading.Event()  # ends the background update checker
         self.transfers_started = 0  # worker threads ever started; read by tests and benchmarks
         # "Is this model loaded or leased?" Injected by Services (the preload manager knows).
         self.in_use: Callable[[ModelSpec], bool] = lambda spec: False
@@ -257,12 +258,32 @@ class DownloadManager:
             if spec.source != "hf" or self.store.local_state(spec).status != "downloaded":
                 continue
             try:
-                if self.check_update(spec.id, max_age_s=UPDATE_CHECK_INTERVAL_S):
+                if self.check_update(spec.id, max_age_s=self.settings.update_check_interval_s):
                     moved.append(spec.id)
             except ModelMgrError as exc:
                 log.info("update check of %s skipped: %s", spec.id, exc.message)
                 return moved  # the hub is not answering: try again next time
         return moved
+
+    def start_update_checker(
+        self, first_delay_s: float = UPDATE_CHECK_FIRST_DELAY_S
+    ) -> threading.Thread | None:
+        """Check for newer commits in the background, at most once per interval; never offline."""
+        interval = self.settings.update_check_interval_s
+        if self.settings.offline or interval <= 0:
+            return None
+
+        def loop() -> None:
+            delay = first_delay_s
+            while not self._stop_checks.wait(delay):
+                moved = self.check_updates_due()
+                if moved:
+                    log.info("updates available on the hub: %s", ", ".join(moved))
+                delay = interval
+
+        thread = threading.Thread(target=loop, name="update-checker", daemon=True)
+        thread.start()
+        return thread
 
     def _update_available(self, spec: ModelSpec) -> bool | None:
         with self._lock:
@@ -361,6 +382,7 @@ class DownloadManager:
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
         """Stop everything in flight, keeping partial files, and wait briefly for the workers."""
+        self._stop_checks.set()
         with self._lock:
             self._stopping = True  # under the lock: _schedule starts nothing from now on
             jobs = list(self._jobs.values())

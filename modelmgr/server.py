@@ -28,6 +28,7 @@ def create_api_app(services: Services) -> FastAPI:
         services.bus.bind(asyncio.get_running_loop())
         if services.settings.resume_on_start:
             await asyncio.to_thread(services.downloads.resume_interrupted)
+        services.downloads.start_update_checker()  # daily, in the background; never when offline
         yield
         services.shutdown()
 

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     stall_s: float = Field(30.0, gt=0)  # a transfer that moves no byte this long is failed and retried
     min_free_bytes: int = 256 * 1024 * 1024
     resume_on_start: bool = True  # restart downloads a crash or shutdown interrupted
+    # Ask the hub whether downloaded models have a newer commit, this often (0: never); never offline.
+    update_check_interval_s: float = Field(24 * 3600.0, ge=0)
 
     # --- events ---
     progress_interval_s: float = 0.1

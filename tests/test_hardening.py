@@ -437,3 +437,25 @@ def test_a_queued_job_never_starts_after_shutdown_began(services: Services, hub:
     assert services.downloads.transfers_started == 1
     with pytest.raises(ModelBusy):
         services.downloads.start("tiny.en", with_align=False)
+
+
+def test_background_update_check_sees_a_moved_commit_and_never_runs_offline(
+    services: Services, hub: FakeHub, settings: Settings, tiny
+) -> None:
+    offline = Services.build(settings.model_copy(update={"offline": True}))
+    assert offline.downloads.start_update_checker(first_delay_s=0) is None
+    assert offline.downloads.check_updates_due() == []
+    repo = "Systran/faster-whisper-tiny.en"
+    assert _download(services, "tiny.en") == "downloaded"
+    assert services.downloads.check_updates_due() == []  # known from the download itself: unchanged
+    files = {p.name: p.read_bytes() for p in tiny.whisper.iterdir() if p.is_file()}
+    files["config.json"] = files["config.json"].rstrip()[:-1] + b', "revision_note": "v4"}'
+    try:
+        hub.add_repo(repo, files)
+        assert services.downloads.check_updates_due() == []  # at most once per interval (a day)
+        services.downloads.settings = settings.model_copy(update={"update_check_interval_s": 0.05})
+        assert services.downloads.start_update_checker(first_delay_s=0) is not None
+        spec = services.catalog.get("tiny.en")
+        wait_until(lambda: services.downloads.describe(spec)["update_available"] is True, 30, "the checker")
+    finally:
+        hub.add_repo_from_dir(repo, tiny.whisper)
