@@ -241,3 +241,44 @@ def _get(url: str, headers: dict | None = None) -> int:
         return httpx.get(url, headers=headers, timeout=5).status_code
     except httpx.TransportError:
         return 0
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="preload.status reads torch while another thread imports it (500 / reset); "
+    "fixed by issue 6 (the loader owns the 'torch is imported' flag)",
+)
+def test_status_routes_answer_200_while_a_first_preload_imports_torch(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A fresh process, pollers every 20 ms, a first preload (torch and whisperx import)."""
+    port = _free_port()
+    log_path = tmp_path / "server.log"
+    env = _app_env(settings, MODELMGR_NLTK_PUNKT_URL=settings.nltk_punkt_url,
+                   MODELMGR_TORCH_MODELS_BASE_URL=settings.torch_models_base_url,
+                   MODELMGR_TORCH_HOME=str(settings.torch_home))  # fmt: skip
+    proc = _start_app(["--port", str(port)], env, log_path)
+    url = f"http://127.0.0.1:{port}"
+    answers: list[tuple[str, int]] = []
+    try:
+        wait_until(lambda: _get(f"{url}/api/health") == 200, 60, "the server")
+        started = httpx.post(f"{url}/api/preload/start", json={"model": "tiny", "language": "zh"}, timeout=10)
+        assert started.status_code == 202, started.text
+        deadline = time.monotonic() + 240
+        state = "downloading"
+        with httpx.Client(timeout=10) as client:
+            while state not in ("ready", "error") and time.monotonic() < deadline:
+                for path in ("/api/preload/status", "/api/system"):
+                    try:
+                        response = client.get(f"{url}{path}")
+                    except httpx.TransportError as exc:
+                        raise AssertionError(f"{path}: {exc}\n{log_path.read_text()[-3000:]}") from None
+                    answers.append((path, response.status_code))
+                    if path == "/api/preload/status" and response.status_code == 200:
+                        state = response.json()["state"]
+                time.sleep(0.02)
+    finally:
+        _stop(proc)
+    bad = [a for a in answers if a[1] != 200]
+    assert not bad, f"{len(bad)} of {len(answers)} answers were not 200: {bad[:5]}"
+    assert state == "ready", log_path.read_text()[-3000:]
