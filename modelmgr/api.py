@@ -9,6 +9,7 @@ ever awaits.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import secrets
@@ -25,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import errors
+from .api_transcriptions import UPLOAD_PATHS, install_transcription_api
 from .events import CLOSED
 from .security import AUTHENTICATED
 from .services import Services
@@ -39,6 +41,8 @@ STATUS: dict[type[errors.ModelMgrError], int] = {
     errors.Unauthorized: 401,
     errors.AccessDenied: 403,
     errors.ModelNotFound: 404,
+    errors.JobNotFound: 404,
+    errors.ResultNotReady: 409,
     errors.NotDownloading: 409,
     errors.ModelBusy: 409,
     errors.PayloadTooLarge: 413,
@@ -57,7 +61,14 @@ def status_for(exc: errors.ModelMgrError) -> int:
     return 500
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
+def error_response(status: int, code: str, message: str, path: str = "/api") -> JSONResponse:
+    """Our error shape, or OpenAI's (``message, type, param, code``) under /v1 where its clients read it."""
+    if path.startswith("/v1"):
+        kind = {401: "authentication_error", 404: "invalid_request_error", 429: "rate_limit_error"}.get(
+            status, "invalid_request_error" if status < 500 else "server_error"
+        )
+        body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        return JSONResponse(body, status_code=status)
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
@@ -246,11 +257,15 @@ def install_api(app: FastAPI, services: Services) -> None:
         # Declared last: unknown /api paths answer JSON here instead of reaching the Gradio mount at /.
         raise StarletteHTTPException(404, f"/api/{rest} is not an API route")
 
+    result_key = hashlib.sha256(b"results:" + token.encode()).digest() if token else None
     app.include_router(router)
     app.include_router(guarded)
+    install_transcription_api(app, services, require_auth, result_key)
     app.include_router(fallback)
     _install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes
+    )
 
 
 async def _end_on_shutdown(shutdown: anyio.Event, holder: dict[str, Any]) -> None:
@@ -305,44 +320,56 @@ async def _stream(
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.ModelMgrError)
     async def _mgr(request: Request, exc: errors.ModelMgrError) -> JSONResponse:
-        return error_response(status_for(exc), exc.code, exc.message)
+        return error_response(status_for(exc), exc.code, exc.message, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = exc.errors()
+        path = request.url.path
         if any(p.get("type") == "json_invalid" for p in problems):
-            return error_response(400, "malformed_json", "the request body is not valid JSON")
+            return error_response(400, "malformed_json", "the request body is not valid JSON", path)
         detail = "; ".join(
             f"{'.'.join(str(x) for x in p.get('loc', ()) if x != 'body') or 'body'}: {p.get('msg')}"
             for p in problems
         )
-        return error_response(422, "validation_error", detail or "invalid request")
+        return error_response(422, "validation_error", detail or "invalid request", path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if not request.url.path.startswith("/api"):
+        path = request.url.path
+        if not path.startswith(("/api", "/v1")):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        return error_response(exc.status_code, code, str(exc.detail), path)
 
 
 class BodyLimit:
-    """Refuse API bodies over ``max_bytes`` with 413, counting streamed bodies too.
+    """Refuse API bodies over their limit with 413, counting streamed bodies too.
 
-    Only /api is limited: Gradio's upload routes take audio files.
+    JSON bodies under /api are small (``max_bytes``) and buffered here. Audio uploads
+    (``UPLOAD_PATHS``) may be large: they stream through untouched while being counted,
+    and the moment they pass ``max_upload_bytes`` the client gets 413 and the handler
+    sees a disconnect, so nothing is stored. Gradio's routes have their own limit.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api"):
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith(("/api", "/v1")):
             await self.app(scope, receive, send)
             return
+        upload = scope["method"] == "POST" and path.startswith(UPLOAD_PATHS)
+        limit = self.max_upload_bytes if upload else self.max_bytes
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._refuse(scope, receive, send, limit)
+            return
+        if upload:
+            await self._counted(scope, receive, send, limit)
             return
         chunks: list[bytes] = []
         size = 0
@@ -354,8 +381,8 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             more = message.get("more_body", False)
-            if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
+            if size > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
         body = b"".join(chunks)
         replayed = False
@@ -369,6 +396,35 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        exc = errors.PayloadTooLarge(f"request bodies are limited to {self.max_bytes // 1024} KiB")
-        await error_response(status_for(exc), exc.code, exc.message)(scope, receive, send)
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        size = 0
+        refused = False
+
+        async def counting_receive() -> Message:
+            nonlocal size, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:
+                    refused = True
+                    await self._refuse(scope, receive, send, limit)
+                    return {"type": "http.disconnect"}  # the handler stops reading; nothing is stored
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not refused:  # once 413 went out, the handler's own answer is dropped
+                await send(message)
+
+        await self.app(scope, counting_receive, guarded_send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        exc = errors.PayloadTooLarge(f"request bodies here are limited to {_size_words(limit)}")
+        await error_response(status_for(exc), exc.code, exc.message, scope.get("path", ""))(
+            scope, receive, send
+        )
+
+
+def _size_words(n: int) -> str:
+    return f"{n // (1024 * 1024)} MiB" if n >= 1024 * 1024 else f"{n // 1024} KiB"

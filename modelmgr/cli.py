@@ -7,14 +7,18 @@ integrity rules apply; progress is shown with tqdm.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from tqdm import tqdm
 
 from .errors import InvalidInput, ModelMgrError, ModelNotFound
 from .services import Services
 from .settings import Settings
+from .transcriptions import FINISHED, FORMATS, JobOptions, TranscriptionManager
 
 
 def _human(n: int | None) -> str:
@@ -87,6 +91,77 @@ def cmd_verify(services: Services, args: argparse.Namespace) -> int:
     return 0 if not problems else 1
 
 
+def cmd_transcribe(services: Services, args: argparse.Namespace) -> int:
+    """Queue every file, show each job's progress, write ``<stem>.<format>`` files into ``--out``."""
+    formats = tuple(f.strip().lower() for f in args.format.split(",") if f.strip()) or ("srt",)
+    options = JobOptions(
+        model=args.model,
+        language=None if args.language in (None, "", "auto") else args.language,
+        device=args.device,
+        task=args.task,
+        word_timestamps=not args.no_align,
+        vad=args.vad,
+        batch_size=args.batch_size,
+        initial_prompt=args.prompt,
+        formats=formats,
+    )
+    files = [Path(f) for f in args.files]
+    for path in files:
+        if not path.is_file():
+            raise InvalidInput(f"{path}: no such file")
+    out = Path(args.out)
+    work = Path(tempfile.mkdtemp(prefix="transcriptions-", dir=_work_parent(services)))
+    # A private job folder: a server sharing this cache keeps its own queue to itself.
+    manager = TranscriptionManager(
+        services.settings, services.catalog, services.downloads, services.preload, services.bus, root=work
+    )
+    try:
+        manager.validate(options)
+        jobs = []
+        for path in files:
+            upload = work / f".upload-{len(jobs)}"
+            shutil.copyfile(path, upload)
+            jobs.append((path, manager.submit(upload, path.name, options)))
+        failed = 0
+        for path, job in jobs:
+            status = _follow_job(job, path.name)
+            if status != "done":
+                failed += 1
+                message = job.error["message"] if job.error else status
+                print(f"{path.name}: {message}", file=sys.stderr)
+                continue
+            out.mkdir(parents=True, exist_ok=True)
+            for fmt in formats:
+                target = out / f"{path.stem}.{fmt}"
+                shutil.copyfile(manager.result(job.id, fmt), target)
+                print(target)
+        return 0 if not failed else 1
+    finally:
+        manager.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _work_parent(services: Services) -> Path:
+    parent = services.settings.state_dir
+    parent.mkdir(parents=True, exist_ok=True)
+    return parent
+
+
+def _follow_job(job, name: str) -> str:
+    """A progress bar per file: percent of the current stage, the stage as its description."""
+    with tqdm(
+        total=100, desc=name, unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}"
+    ) as bar:
+        while not job.done.wait(0.2):
+            bar.set_postfix_str(job.status, refresh=False)
+            bar.n = min(100.0, job.progress)
+            bar.refresh()
+        bar.set_postfix_str(job.status, refresh=False)
+        bar.n = 100 if job.status == "done" else bar.n
+        bar.refresh()
+    return job.status if job.status in FINISHED else "error"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modelmgr", description="WhisperX Studio model manager")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +179,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="re-hash a model's files against its manifest")
     p.add_argument("model")
     p.set_defaults(run=cmd_verify)
+    p = sub.add_parser(
+        "transcribe", help="transcribe audio files into subtitles (downloads the model if needed)"
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--model", default="small")
+    p.add_argument("--language", help="e.g. zh; detected when left out")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--task", default="transcribe", choices=("transcribe", "translate"))
+    p.add_argument("--format", default="srt", help=f"comma-separated: {','.join(FORMATS)}")
+    p.add_argument("--out", default=".", help="folder for <name>.<format> (default: here)")
+    p.add_argument("--no-align", action="store_true", help="segment times only, no word alignment")
+    p.add_argument("--vad", action="store_true", help="skip silence with the Silero VAD")
+    p.add_argument("--batch-size", type=int, help="batched inference (default: 16 on CUDA, measured on CPU)")
+    p.add_argument("--prompt", help="initial prompt: names, spellings, style")
+    p.set_defaults(run=cmd_transcribe)
     return parser
 
 

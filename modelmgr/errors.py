@@ -5,8 +5,12 @@ Hierarchy (HTTP status is mapped in ``api.py``, nowhere else)::
     ModelMgrError
     ├── InvalidInput            bad id, language, device, body           -> 400
     │   ├── UnknownLanguage
-    │   └── UnknownDevice
+    │   ├── UnknownDevice
+    │   ├── InvalidAudio        not audio, empty, no samples
+    │   └── UnsupportedFormat   a result format we do not write
     ├── ModelNotFound           not in the catalog                       -> 404
+    ├── JobNotFound             no transcription job with that id        -> 404
+    ├── ResultNotReady          the job has not finished (or failed)     -> 409
     ├── NotDownloading          cancel of something not in flight        -> 409
     ├── ModelBusy               delete while loaded/downloading, ...     -> 409
     ├── Unauthorized            missing/wrong auth token                 -> 401
@@ -49,8 +53,24 @@ class UnknownDevice(InvalidInput):
     code = "unknown_device"
 
 
+class InvalidAudio(InvalidInput):
+    code = "invalid_audio"
+
+
+class UnsupportedFormat(InvalidInput):
+    code = "unsupported_format"
+
+
 class ModelNotFound(ModelMgrError):
     code = "model_not_found"
+
+
+class JobNotFound(ModelMgrError):
+    code = "job_not_found"
+
+
+class ResultNotReady(ModelMgrError):
+    code = "result_not_ready"
 
 
 class NotDownloading(ModelMgrError):
@@ -111,3 +131,14 @@ class PreloadFailed(ModelMgrError):
 
 class Cancelled(ModelMgrError):
     code = "cancelled"
+
+
+def from_code(code: str, message: str) -> ModelMgrError:
+    """Rebuild a typed error from its code (a job's stored error), so it maps to the same HTTP status."""
+    stack: list[type[ModelMgrError]] = [ModelMgrError]
+    while stack:
+        cls = stack.pop()
+        if cls.code == code:
+            return cls(message)
+        stack.extend(cls.__subclasses__())
+    return ModelMgrError(message)

@@ -1,10 +1,18 @@
-"""PreloadManager: keep one Whisper model and its alignment model loaded.
+"""PreloadManager: what is loaded, and leases on it for the jobs that use it.
 
 ``start`` is idempotent: the same request while it is downloading, loading or
 ready returns the current status and loads nothing twice. Downloads go through
 the DownloadManager, so a preload of a model that is downloading joins that
 download instead of starting another transfer. Loading happens in a worker
 thread; the request returns at once.
+
+**Leases.** Whoever uses the loaded models holds a lease (``with
+preload.lease(...) as lease``): the Whisper model, the resolved device and the
+aligners come out of one lease together. While any lease is held, clear-cache and
+a preload of another model answer ``ModelInUse`` (409) and a second lease for
+another model waits; nothing is pulled out from under a running job. Aligners a
+job loads on demand (for a detected language) are recorded like preloaded ones,
+so ``is_loaded`` refuses their deletion and clear-cache frees them.
 """
 
 from __future__ import annotations
@@ -12,13 +20,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from . import loaders
 from .catalog import Catalog, ModelSpec
 from .downloads import DownloadManager
-from .errors import DownloadFailed, InvalidInput, ModelBusy, ModelMgrError
+from .errors import (
+    Cancelled,
+    DownloadFailed,
+    InvalidInput,
+    ModelBusy,
+    ModelInUse,
+    ModelMgrError,
+    PreloadFailed,
+)
 from .events import EventBus
 from .nltk_data import ensure_punkt
 from .settings import Settings
@@ -35,6 +53,32 @@ class Request:
     device: str
 
 
+@dataclass
+class LoadedAligner:
+    spec_id: str
+    language: str
+    model: Any
+    metadata: dict
+
+
+class Lease:
+    """Loaded models handed to one job: Whisper, its device and (on demand) aligners.
+
+    Valid only inside the ``with preload.lease(...)`` block that produced it.
+    """
+
+    def __init__(self, manager: PreloadManager, model_id: str, whisper: Any, device: str, compute_type: str):
+        self._manager = manager
+        self.model_id = model_id
+        self.whisper = whisper
+        self.device = device
+        self.compute_type = compute_type
+
+    def aligner(self, language: str) -> tuple[Any, dict] | None:
+        """The aligner for ``language`` (loaded and recorded on first use); None if whisperx has none."""
+        return self._manager._aligner_for(language, self.device)
+
+
 class PreloadManager:
     def __init__(
         self, settings: Settings, catalog: Catalog, store: Store, downloads: DownloadManager, bus: EventBus
@@ -44,19 +88,23 @@ class PreloadManager:
         self.store = store
         self.downloads = downloads
         self.bus = bus
-        # _lock guards every field below; never held while loading or waiting.
+        # _lock guards every field below; never held while loading, downloading or waiting
+        # (Condition.wait releases it).
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)  # notified on every state change
+        self._changed = threading.Condition(self._lock)  # notified on every state or lease change
         self._state = "idle"
         self._request: Request | None = None
         self._error: str | None = None
         self._device: str | None = None
         self._whisper: Any = None
         self._whisper_info: dict[str, Any] | None = None
-        self._aligners: dict[str, tuple[Any, dict]] = {}  # language -> (model, metadata)
-        self._align_info: dict[str, Any] | None = None
+        self._aligners: dict[str, LoadedAligner] = {}  # language -> aligner on self._device
+        self._align_info: dict[str, Any] | None = None  # the aligner the preload request asked for
         self._loaded_at: float | None = None
         self._memory: dict[str, Any] = {}
+        self._leases = 0  # jobs using the loaded models right now
+        # _align_load_lock serialises on-demand aligner loads so one language is loaded once.
+        self._align_load_lock = threading.Lock()
         self.loads = 0  # whisper loads ever done; tests use it to prove idempotence
 
     # --- requests ---
@@ -78,6 +126,11 @@ class PreloadManager:
                 raise ModelBusy(
                     f"a preload of {self._request.model if self._request else '?'} is in progress"
                 )
+            if self._leases and not self._serves_locked(spec.id, device):
+                raise ModelInUse(
+                    f"{self._loaded_id_locked()} is in use by a transcription; "
+                    "preload another model when it has finished"
+                )
             self._request = request
             self._state, self._error = "downloading", None
             self._changed.notify_all()
@@ -87,49 +140,85 @@ class PreloadManager:
         thread.start()
         return status
 
-    def ensure_ready(self, model: str, language: str | None, device: str, timeout_s: float = 3600) -> None:
-        """Block (in a worker thread, never on the event loop) until the requested models are loaded."""
-        request, _ = self.validate(model, language, device)
-        self.start(model, language, device)
-        with self._changed:
-            settled = self._changed.wait_for(
-                lambda: self._request != request or self._state in ("ready", "error"), timeout_s
-            )
-            state, error, current = self._state, self._error, self._request
-        if not settled:
-            raise DownloadFailed("timed out waiting for the models to load")
-        if current != request:
-            raise ModelBusy("another preload replaced this one; try again")
-        if state == "error":
-            raise DownloadFailed(error or "preload failed")
+    @contextmanager
+    def lease(
+        self,
+        model: str,
+        language: str | None,
+        device: str,
+        *,
+        cancel: threading.Event | None = None,
+        on_state: Callable[[str], None] | None = None,
+        timeout_s: float = 24 * 3600,
+    ) -> Iterator[Lease]:
+        """Load (downloading first if needed) and hold ``model`` on ``device`` for the block.
 
-    def whisper(self) -> Any:
-        with self._lock:
-            return self._whisper
+        Call from a worker thread. ``device`` "auto" is resolved here, once. Waits while
+        another job's lease holds a different model. ``on_state`` hears "downloading" and
+        "loading" as the preload moves; ``cancel`` stops the wait (raises Cancelled).
+        """
+        request, spec = self.validate(model, language, device)
+        resolved, compute_type = loaders.resolve_device(device)
+        request = Request(request.model, request.language, resolved)
+        lease = self._acquire(request, spec, compute_type, cancel, on_state, time.monotonic() + timeout_s)
+        try:
+            yield lease
+        finally:
+            with self._lock:
+                self._leases -= 1
+                self._changed.notify_all()
+                status = self._status_locked()
+            self.bus.publish("preload", status)
 
-    def aligner(self, language: str) -> tuple[Any, dict] | None:
-        """The loaded aligner for ``language``, loading it (downloading if needed) on demand."""
-        with self._lock:
-            found = self._aligners.get(language)
-            device = self._device or "cpu"
-        if found:
-            return found
-        spec = self.catalog.align_for(language)
-        if spec is None:
-            return None
-        self._wait_downloaded(spec)
-        path = self.store.model_path(spec)
-        assert path is not None
-        loaded = loaders.load_aligner(spec, language, path, device, ensure_punkt(self.settings))
-        with self._lock:
-            self._aligners[language] = loaded
-        return loaded
+    def _acquire(
+        self,
+        request: Request,
+        spec: ModelSpec,
+        compute_type: str,
+        cancel: threading.Event | None,
+        on_state: Callable[[str], None] | None,
+        deadline: float,
+    ) -> Lease:
+        reported = None
+        started = False  # we asked for this preload: its error is ours to report
+        while True:
+            with self._changed:
+                if self._state == "ready" and self._serves_locked(spec.id, request.device):
+                    self._leases += 1
+                    self._changed.notify_all()
+                    lease = Lease(self, spec.id, self._whisper, request.device, compute_type)
+                    status = self._status_locked()
+                    break
+                ours = self._request == request
+                if started and ours and self._state == "error":
+                    raise PreloadFailed(self._error or "preload failed")
+                free = self._state not in BUSY and self._leases == 0
+                if not free or (ours and self._state in BUSY):
+                    state = self._state if ours else "waiting"
+                    if on_state is not None and state != reported and state in (*BUSY, "waiting"):
+                        reported = state
+                        on_state(state)
+                    self._changed.wait(0.25)
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled("cancelled while waiting for the models")
+                    if time.monotonic() > deadline:
+                        raise PreloadFailed("timed out waiting for the models to load")
+                    continue
+            try:  # free and not ours: start our preload (outside the lock), then wait on it
+                self.start(request.model, request.language, request.device)
+                started = True
+            except (ModelBusy, ModelInUse):
+                continue  # someone else got in first: wait for them
+        self.bus.publish("preload", status)
+        return lease
 
     def clear_cache(self) -> dict[str, Any]:
         with self._lock:
+            if self._leases:
+                raise ModelInUse("a transcription is using the loaded models; clear the cache when it ends")
             if self._state in BUSY:
                 raise ModelBusy("a preload is in progress; wait for it to finish")
-            unloaded = [info["id"] for info in (self._whisper_info, self._align_info) if info]
+            unloaded = self._loaded_ids_locked()
             self._whisper = None
             self._aligners.clear()
             self._whisper_info = self._align_info = None
@@ -152,8 +241,14 @@ class PreloadManager:
         return {"freed": freed, "status": status}
 
     def is_loaded(self, model_id: str) -> bool:
+        """True for the loaded Whisper model and every loaded aligner (preloaded or on demand)."""
         with self._lock:
-            return any(info and info["id"] == model_id for info in (self._whisper_info, self._align_info))
+            return model_id in self._loaded_ids_locked()
+
+    def in_use(self, model_id: str) -> bool:
+        """True while a job's lease holds ``model_id`` (or an aligner loaded beside it)."""
+        with self._lock:
+            return bool(self._leases) and model_id in self._loaded_ids_locked()
 
     def status(self) -> dict[str, Any]:
         """The status with memory measured now (the event copies carry it as of the last change)."""
@@ -174,28 +269,21 @@ class PreloadManager:
             device, compute_type = loaders.resolve_device(request.device)
             whisper_path = self.store.model_path(spec)
             assert whisper_path is not None
+            info = {"id": spec.id, "device": device, "compute_type": compute_type}
             with self._lock:
-                reuse = self._whisper_info == {
-                    "id": spec.id,
-                    "device": device,
-                    "compute_type": compute_type,
-                }
-            whisper = self.whisper() if reuse else loaders.load_whisper(whisper_path, device, compute_type)
-            aligners: dict[str, tuple[Any, dict]] = {}
-            if align_spec is not None and request.language:
-                align_path = self.store.model_path(align_spec)
-                assert align_path is not None
-                nltk_dir = ensure_punkt(self.settings)
-                aligners[request.language] = loaders.load_aligner(
-                    align_spec, request.language, align_path, device, nltk_dir
-                )
+                reuse = self._whisper_info == info
+                whisper = self._whisper if reuse else None
+                kept = dict(self._aligners) if self._device == device else {}
+            if whisper is None:
+                whisper = loaders.load_whisper(whisper_path, device, compute_type)
+            if align_spec is not None and request.language and request.language not in kept:
+                kept[request.language] = self._load_aligner(align_spec, request.language, device)
             memory = loaders.memory_report()
             with self._lock:
                 if not reuse:
                     self.loads += 1
-                self._whisper, self._device = whisper, device
-                self._whisper_info = {"id": spec.id, "device": device, "compute_type": compute_type}
-                self._aligners = aligners
+                self._whisper, self._device, self._whisper_info = whisper, device, info
+                self._aligners = kept
                 self._align_info = (
                     {"id": align_spec.id, "language": request.language} if align_spec is not None else None
                 )
@@ -213,6 +301,32 @@ class PreloadManager:
                 error=f"loading failed: {exc}. If the files may be damaged, run Verify on {spec.id} "
                 f"(POST /api/models/{spec.id}/verify); a download then repairs them",
             )
+
+    def _aligner_for(self, language: str, device: str) -> tuple[Any, dict] | None:
+        with self._lock:
+            found = self._aligners.get(language)
+        if found is not None:
+            return found.model, found.metadata
+        spec = self.catalog.align_for(language)
+        if spec is None:
+            return None
+        with self._align_load_lock:
+            with self._lock:
+                found = self._aligners.get(language)
+            if found is None:
+                self._wait_downloaded(spec)
+                found = self._load_aligner(spec, language, device)
+                with self._lock:
+                    self._aligners[language] = found
+                    status = self._status_locked()
+                self.bus.publish("preload", status)
+        return found.model, found.metadata
+
+    def _load_aligner(self, spec: ModelSpec, language: str, device: str) -> LoadedAligner:
+        path = self.store.model_path(spec)
+        assert path is not None
+        model, metadata = loaders.load_aligner(spec, language, path, device, ensure_punkt(self.settings))
+        return LoadedAligner(spec.id, language, model, metadata)
 
     def _wait_downloaded(self, spec: ModelSpec, languages: list[str] | None = None) -> None:
         result = self.downloads.start(spec.id, languages=languages, with_align=languages is not None)
@@ -232,6 +346,18 @@ class PreloadManager:
             status = self._status_locked()
         self.bus.publish("preload", status)
 
+    # --- under _lock ---
+    def _serves_locked(self, model_id: str, device: str) -> bool:
+        info = self._whisper_info
+        return info is not None and info["id"] == model_id and device in (info["device"], "auto")
+
+    def _loaded_id_locked(self) -> str:
+        return self._whisper_info["id"] if self._whisper_info else "a model"
+
+    def _loaded_ids_locked(self) -> list[str]:
+        ids = [self._whisper_info["id"]] if self._whisper_info else []
+        return ids + [a.spec_id for a in self._aligners.values() if a.spec_id not in ids]
+
     def _status_locked(self) -> dict[str, Any]:
         request = self._request
         return {
@@ -241,7 +367,9 @@ class PreloadManager:
             else {"model": request.model, "language": request.language, "device": request.device},
             "whisper": self._whisper_info,
             "align": self._align_info,
+            "aligners": [{"id": a.spec_id, "language": a.language} for a in self._aligners.values()],
             "device": self._device if self._state == "ready" else None,
+            "leases": self._leases,
             "loaded_at": self._loaded_at,
             "memory": self._memory,
             "error": self._error,

@@ -29,6 +29,7 @@ def create_api_app(services: Services) -> FastAPI:
         if services.settings.resume_on_start:
             await asyncio.to_thread(services.downloads.resume_interrupted)
         services.downloads.start_update_checker()  # daily, in the background; never when offline
+        await asyncio.to_thread(services.transcriptions.start)  # re-queues jobs a restart interrupted
         yield
         services.shutdown()
 

@@ -11,6 +11,7 @@ from .preload import PreloadManager
 from .remote import Remote
 from .settings import Settings
 from .store import Store
+from .transcriptions import TranscriptionManager
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Services:
     bus: EventBus
     downloads: DownloadManager
     preload: PreloadManager
+    transcriptions: TranscriptionManager
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -29,14 +31,20 @@ class Services:
         bus = EventBus(replay=settings.event_replay, queue_size=settings.subscriber_queue)
         downloads = DownloadManager(settings, catalog, store, Remote(settings), bus)
         preload = PreloadManager(settings, catalog, store, downloads, bus)
-        # Delete asks the preload manager whether a model is loaded (API, UI and CLI alike).
-        downloads.in_use = lambda spec: preload.is_loaded(spec.id)
-        return cls(settings, catalog, store, bus, downloads, preload)
+        transcriptions = TranscriptionManager(settings, catalog, downloads, preload, bus)
+        # Delete asks the preload manager whether a model is loaded or leased (API, UI and CLI alike).
+        downloads.in_use = lambda spec: preload.is_loaded(spec.id) or preload.in_use(spec.id)
+        return cls(settings, catalog, store, bus, downloads, preload, transcriptions)
 
     def snapshot(self) -> dict:
         """Everything a client needs to draw the model manager from scratch."""
-        return {"models": self.downloads.snapshot(), "preload": self.preload.status()}
+        return {
+            "models": self.downloads.snapshot(),
+            "preload": self.preload.status(),
+            "transcriptions": self.transcriptions.snapshot(),
+        }
 
     def shutdown(self) -> None:
-        self.downloads.shutdown()  # first: no queued job starts once shutdown has begun
         self.bus.close()
+        self.transcriptions.shutdown()  # its running job is left queued for the next start
+        self.downloads.shutdown()  # from here on no queued download starts

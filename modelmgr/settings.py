@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     # Ask the hub whether downloaded models have a newer commit, this often (0: never); never offline.
     update_check_interval_s: float = Field(24 * 3600.0, ge=0)
 
+    # --- transcription ---
+    max_upload_bytes: int = Field(1024**3, ge=1)  # audio uploads; larger ones get 413 while streaming
+    transcription_retention_s: float = Field(
+        7 * 24 * 3600.0, gt=0
+    )  # finished jobs and results kept this long
+    default_model: str = "small"  # what the OpenAI API's "whisper-1" means here
+    batch_size: int | None = Field(None, ge=1)  # None: 16 on CUDA, the measured best on CPU (see README)
+
     # --- events ---
     progress_interval_s: float = 0.1
     heartbeat_s: float = 15.0
@@ -101,6 +109,11 @@ class Settings(BaseSettings):
     def torch_checkpoints(self) -> Path:
         """Where ``torch.hub.load_state_dict_from_url`` caches torchaudio weights."""
         return self.torch_home / "hub" / "checkpoints"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Transcription jobs: one folder each (job.json, the upload while in flight, results)."""
+        return self.state_dir / "transcriptions"
 
     @property
     def nltk_dir(self) -> Path:

@@ -45,6 +45,14 @@ class Segment:
     end: float
     text: str
     words: tuple[Word, ...] = ()
+    # Whisper's decoding statistics (None when unknown), kept for verbose JSON clients.
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    compression_ratio: float | None = None
+    temperature: float | None = None
+
+
+_SEGMENT_STATS = ("avg_logprob", "no_speech_prob", "compression_ratio", "temperature")
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,7 @@ def to_dict(t: Transcript) -> dict:
                     }
                     for w in seg.words
                 ],
+                **{k: round(v, 4) for k in _SEGMENT_STATS if (v := getattr(seg, k)) is not None},
             }
             for seg in t.segments
         ],
@@ -176,6 +185,7 @@ def from_json(text: str) -> Transcript:
                     )
                     for w in seg.get("words", ())
                 ),
+                **{k: float(seg[k]) for k in _SEGMENT_STATS if seg.get(k) is not None},
             )
             for seg in data.get("segments", ())
         ),

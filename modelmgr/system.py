@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import psutil
 
+from .loaders import auto_device_hint, torch_ready
 from .store import Store
 
 
@@ -24,10 +24,14 @@ def system_report(store: Store) -> dict[str, Any]:
 
 
 def _gpu() -> dict[str, Any] | None:
-    """CUDA memory when torch is already imported (we never import it just to look)."""
-    torch = sys.modules.get("torch")
+    """CUDA memory once torch has finished importing (we never import it just to look)."""
+    torch = torch_ready()
     if torch is None:
-        return {"available": None, "note": "not probed until a model is loaded"}
+        return {
+            "available": None,
+            "auto_device": auto_device_hint(),
+            "note": "not probed until a model is loaded",
+        }
     if not torch.cuda.is_available():
         return {"available": False}
     free, total = torch.cuda.mem_get_info()

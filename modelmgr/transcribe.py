@@ -11,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from modelmgr.errors import Cancelled
 from modelmgr.subtitles import Segment, Transcript, Word
 
 if TYPE_CHECKING:
@@ -24,6 +27,7 @@ __all__ = [
     "SAMPLE_RATE",
     "AudioDecodeError",
     "MissingNltkDataError",
+    "Options",
     "align",
     "decode_audio",
     "ensure_nltk_path",
@@ -38,6 +42,20 @@ SAMPLE_RATE = 16_000
 # whisperx.alignment.LANGUAGES_WITHOUT_SPACES: words are single characters there.
 _NO_SPACE_LANGUAGES = frozenset({"ja", "zh"})
 _PUNKT_RESOURCE = "tokenizers/punkt_tab/english/"
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to transcribe; every field concrete (the manager resolves "auto" before this)."""
+
+    language: str | None = None  # None: detect
+    task: Literal["transcribe", "translate"] = "transcribe"
+    word_timestamps: bool = True  # whisperx alignment (faster-whisper's own timings for translate)
+    vad: bool = False  # Silero VAD filter (always on in the batched path)
+    batch_size: int = 1  # > 1: faster-whisper's BatchedInferencePipeline
+    initial_prompt: str | None = None
+    temperature: float | None = None  # None: faster-whisper's fallback ladder
+    beam_size: int = 5
 
 
 class AudioDecodeError(ValueError):
@@ -98,25 +116,72 @@ def transcribe(
     language: str | None,
     beam_size: int = 5,
     vad_filter: bool = False,
+    task: str = "transcribe",
+    batch_size: int = 1,
+    initial_prompt: str | None = None,
+    temperature: float | None = None,
+    word_timestamps: bool = False,
+    on_progress: Callable[[float], None] | None = None,
+    on_segment: Callable[[dict], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> tuple[list[dict], str]:
     """Run a faster-whisper `WhisperModel`; return whisperx-style segments and the language.
 
-    Segments are {"start", "end", "text"}, sorted, clamped to the audio and
+    Segments are {"start", "end", "text", ...stats}, sorted, clamped to the audio and
     with blank texts dropped (they would become empty subtitle cues).  The
-    language is `language` if given, else the one Whisper detected.
+    language is `language` if given, else the one Whisper detected.  With
+    ``batch_size > 1`` faster-whisper's BatchedInferencePipeline runs (its bundled
+    Silero VAD cuts the audio into chunks decoded in batches, as WhisperX does).
+    ``on_progress`` hears the percent of audio time done; ``cancel`` stops between segments.
     """
     duration = _duration(audio)
-    raw_segments, info = whisper_model.transcribe(
-        audio, language=language, beam_size=beam_size, vad_filter=vad_filter
-    )
+    kwargs: dict[str, Any] = {
+        "language": language,
+        "beam_size": beam_size,
+        "task": task,
+        "initial_prompt": initial_prompt or None,
+        "word_timestamps": word_timestamps,
+    }
+    if temperature is not None:
+        kwargs["temperature"] = temperature
+    if batch_size > 1:
+        from faster_whisper import BatchedInferencePipeline
+
+        raw_segments, info = BatchedInferencePipeline(whisper_model).transcribe(
+            audio, batch_size=batch_size, **kwargs
+        )
+    else:
+        raw_segments, info = whisper_model.transcribe(audio, vad_filter=vad_filter, **kwargs)
     segments: list[dict] = []
     for seg in raw_segments:  # a generator: decoding happens while iterating
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")
+        end_seen = _finite(seg.end)
+        if on_progress is not None and end_seen is not None and duration > 0:
+            on_progress(_clamp(100.0 * end_seen / duration, 0.0, 100.0))
         text = seg.text
         if not text or not text.strip():
             continue
         start = _clamp(_finite(seg.start) or 0.0, 0.0, duration)
         end = _clamp(_finite(seg.end) or start, start, duration)
-        segments.append({"start": round(start, 3), "end": round(end, 3), "text": text})
+        out = {"start": round(start, 3), "end": round(end, 3), "text": text}
+        for key in ("avg_logprob", "no_speech_prob", "compression_ratio", "temperature"):
+            value = _finite(getattr(seg, key, None))
+            if value is not None:
+                out[key] = value
+        if word_timestamps and getattr(seg, "words", None):
+            out["words"] = [
+                {
+                    "word": w.word,
+                    "start": _finite(w.start),
+                    "end": _finite(w.end),
+                    "score": _finite(w.probability),
+                }
+                for w in seg.words
+            ]
+        segments.append(out)
+        if on_segment is not None:
+            on_segment(out)
     segments.sort(key=lambda s: (s["start"], s["end"]))
     return segments, language or info.language
 
@@ -222,9 +287,31 @@ def _segment_from_words(
     return Segment(start=s, end=e, text=text.strip(), words=_fill_word_times(raw_words, s, e))
 
 
+_STATS = ("avg_logprob", "no_speech_prob", "compression_ratio", "temperature")
+
+
+def _with_stats(segment: Segment, source: dict) -> Segment:
+    """Carry Whisper's per-segment statistics (for verbose JSON) onto a built segment."""
+    stats = {k: source[k] for k in _STATS if source.get(k) is not None}
+    return dataclasses.replace(segment, **stats) if stats else segment
+
+
 def _unaligned_segment(seg: dict, language: str, bounds: tuple[float, float]) -> Segment:
-    raw = [(w, None, None, None) for w in _split_words(seg["text"], language)]
-    return _segment_from_words(seg["text"], raw, _finite(seg.get("start")), _finite(seg.get("end")), bounds)
+    if seg.get("words"):  # faster-whisper's own word timings (translation, or no aligner)
+        raw = [(w["word"].strip(), w.get("start"), w.get("end"), w.get("score")) for w in seg["words"]]
+        raw = [w for w in raw if w[0]]
+    else:
+        raw = [(w, None, None, None) for w in _split_words(seg["text"], language)]
+    built = _segment_from_words(seg["text"], raw, _finite(seg.get("start")), _finite(seg.get("end")), bounds)
+    return _with_stats(built, seg)
+
+
+def _plain_segment(seg: dict, bounds: tuple[float, float]) -> Segment:
+    """Segment-level timing only (word timestamps not wanted)."""
+    lo, hi = bounds
+    s = round(_clamp(_finite(seg.get("start")) or lo, lo, hi), 3)
+    e = round(_clamp(_finite(seg.get("end")) or s, s, hi), 3)
+    return _with_stats(Segment(start=s, end=e, text=str(seg.get("text") or "").strip()), seg)
 
 
 def unaligned_transcript(segments: list[dict], language: str, duration: float) -> Transcript:
@@ -317,8 +404,11 @@ def align(
             if not raw_words:
                 raw_words = [(w, None, None, None) for w in _split_words(text, language)]
             out.append(
-                _segment_from_words(
-                    text, raw_words, _finite(sub.get("start")), _finite(sub.get("end")), bounds
+                _with_stats(
+                    _segment_from_words(
+                        text, raw_words, _finite(sub.get("start")), _finite(sub.get("end")), bounds
+                    ),
+                    seg,
                 )
             )
             produced = True
@@ -334,43 +424,78 @@ def align(
 
 
 def run_pipeline(
-    audio_path: str | Path,
+    audio_path: str | Path | Any,
     *,
     language: str | None,
     device: str,
     get_whisper: Callable[[], Any],
     get_aligner: Callable[[str], tuple[Any, dict] | None],
     on_stage: Callable[[str], None] | None = None,
+    options: Options | None = None,
+    on_progress: Callable[[float], None] | None = None,
+    on_segment: Callable[[dict], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Transcript:
     """decode -> transcribe -> align; reports "decoding", "transcribing", "aligning", "done".
 
-    The aligner is requested for the language actually used (given or
-    detected), and only when there is something to align, so silence never
-    costs an aligner load.
+    ``audio_path`` may also be an already decoded 16 kHz float32 array. The aligner
+    is requested for the language actually used (given or detected), and only when
+    there is something to align, so silence never costs an aligner load.
+    Translations are timed by faster-whisper's own word timestamps: a wav2vec2
+    aligner of the spoken language cannot align English text.
     """
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be resolved to cpu or cuda before the pipeline runs, not {device!r}")
+    opts = options or Options(language=language)
+    if options is not None and language is not None and options.language is None:
+        opts = dataclasses.replace(options, language=language)
 
     def stage(name: str) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")
         if on_stage is not None:
             on_stage(name)
 
     stage("decoding")
-    audio = decode_audio(audio_path)
+    audio = audio_path if not isinstance(audio_path, (str, Path)) else decode_audio(audio_path)
     stage("transcribing")
-    segments, used_language = transcribe(audio, get_whisper(), language=language)
+    translating = opts.task == "translate"
+    segments, used_language = transcribe(
+        audio,
+        get_whisper(),
+        language=opts.language,
+        beam_size=opts.beam_size,
+        vad_filter=opts.vad,
+        task=opts.task,
+        batch_size=opts.batch_size,
+        initial_prompt=opts.initial_prompt,
+        temperature=opts.temperature,
+        word_timestamps=opts.word_timestamps and translating,
+        on_progress=on_progress,
+        on_segment=on_segment,
+        cancel=cancel,
+    )
+    duration = _duration(audio)
+    text_language = "en" if translating else used_language
+    if not opts.word_timestamps:
+        transcript = _finish(
+            [_plain_segment(seg, (0.0, duration)) for seg in segments], text_language, duration
+        )
+        stage("done")
+        return dataclasses.replace(transcript, language=used_language)
     stage("aligning")
-    aligner = get_aligner(used_language) if segments else None
+    aligner = get_aligner(used_language) if segments and not translating else None
     if segments and aligner is None:
-        # whisperx has no alignment model for this language: segment-level times only.
-        transcript = unaligned_transcript(segments, used_language, _duration(audio))
+        # No wav2vec2 aligner for this text: Whisper's own (or evenly spread) word times.
+        transcript = unaligned_transcript(segments, text_language, duration)
     elif aligner is not None:
         align_model, align_metadata = aligner
         if not align_metadata.get("language"):
             align_metadata = {**align_metadata, "language": used_language}
         transcript = align(segments, audio, align_model, align_metadata, device=device)
-        # The aligner may serve a related language (e.g. a "zh" model for "yue"); the
-        # transcript reports the language Whisper transcribed.
-        transcript = dataclasses.replace(transcript, language=used_language)
     else:
-        transcript = _finish([], used_language, _duration(audio))
+        transcript = _finish([], used_language, duration)
     stage("done")
-    return transcript
+    # The aligner may serve a related language (e.g. a "zh" model for "yue"); the
+    # transcript reports the language Whisper heard.
+    return dataclasses.replace(transcript, language=used_language)

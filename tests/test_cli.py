@@ -38,3 +38,50 @@ def test_bad_input_exits_2_with_a_message(settings, capsys) -> None:
     assert main(["download", "no-such-model"], settings) == 2
     assert "no model called" in capsys.readouterr().err
     assert main(["download", "tiny", "--languages", "xx"], settings) == 2
+
+
+def test_transcribe_files_into_subtitles_in_a_folder(settings, hub: FakeHub, tiny, tmp_path, capsys) -> None:
+    second = tmp_path / "second take.wav"
+    second.write_bytes(tiny.wav.read_bytes())
+    out = tmp_path / "subs"
+    code = main(
+        [
+            "transcribe",
+            str(tiny.wav),
+            str(second),
+            "--model",
+            "tiny",
+            "--language",
+            "zh",
+            "--format",
+            "srt,txt",
+            "--out",
+            str(out),
+        ],
+        settings,
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "second take.srt",
+        "second take.txt",
+        "speech.srt",
+        "speech.txt",
+    ]
+    assert (out / "speech.srt").read_text().startswith("1\n00:00:00,000 --> ")
+    assert (out / "speech.txt").read_text().splitlines() == ["你好世界", "hello world"]
+    assert "100%" in captured.err and "done" in captured.err, "a progress bar per file"
+    assert tiny.wav.exists() and second.exists(), "the inputs are left where they were"
+    assert not list(settings.state_dir.glob("transcriptions-*")), "no private job folder left behind"
+    assert hub.get_count("Systran/faster-whisper-tiny", "model.bin") == 1
+
+
+def test_transcribe_bad_input_exits_2_and_writes_nothing(settings, tmp_path, capsys) -> None:
+    not_audio = tmp_path / "notes.txt"
+    not_audio.write_text("hello")
+    out = tmp_path / "subs"
+    assert main(["transcribe", str(tmp_path / "missing.wav"), "--out", str(out)], settings) == 2
+    assert main(["transcribe", str(not_audio), "--model", "tiny", "--out", str(out)], settings) == 2
+    assert "not an audio" in capsys.readouterr().err
+    assert main(["transcribe", str(not_audio), "--format", "docx", "--out", str(out)], settings) == 2
+    assert not out.exists()

@@ -43,8 +43,14 @@ def test_preload_loads_once_and_clear_cache_releases_the_models(
     assert again.status_code == 202 and again.json()["state"] == "ready"
     assert preload.loads == 1, "a second start does not reload"
 
-    whisper_ref = weakref.ref(preload.whisper())
-    aligner_ref = weakref.ref(preload.aligner("zh")[0])
+    with preload.lease("tiny", "zh", "cpu") as lease:
+        assert preload.loads == 1, "a lease on the loaded model loads nothing"
+        whisper_ref = weakref.ref(lease.whisper)
+        aligner = lease.aligner("zh")
+        assert aligner is not None
+        aligner_ref = weakref.ref(aligner[0])
+        del aligner
+    del lease
     cleared = httpx.post(f"{live_server.url}/api/preload/clear-cache")
     assert cleared.status_code == 200
     assert set(cleared.json()["freed"]["models"]) == {"tiny", ZH_ALIGN}
@@ -115,17 +121,25 @@ def test_preload_on_cuda_reports_gpu_memory(live_server: LiveServer, hub: FakeHu
     assert cleared["status"]["state"] == "idle"
 
 
-def test_ensure_ready_blocks_until_loaded_and_reports_errors(services, hub: FakeHub) -> None:
-    services.preload.ensure_ready("tiny", "zh", "cpu", timeout_s=LOAD_TIMEOUT)
+def test_lease_loads_on_demand_and_reports_download_errors(services, hub: FakeHub) -> None:
+    import pytest
+
+    from modelmgr.errors import PreloadFailed
+
+    states: list[str] = []
+    with services.preload.lease("tiny", "zh", "auto", on_state=states.append) as lease:
+        assert lease.device == "cpu", "auto is resolved once, before the libraries see it"
+        assert lease.whisper is not None and lease.aligner("zh") is not None
+        assert services.preload.status()["leases"] == 1
+    assert "downloading" in states or "loading" in states
     assert services.preload.status()["state"] == "ready"
-    assert services.preload.whisper() is not None and services.preload.aligner("zh") is not None
     services.preload.clear_cache()
     hub.fail("model.bin", 404, times=5)
     services.downloads.delete("tiny")
-    import pytest
-
-    from modelmgr.errors import DownloadFailed
-
-    with pytest.raises(DownloadFailed, match="could not be downloaded"):
-        services.preload.ensure_ready("tiny", None, "cpu", timeout_s=LOAD_TIMEOUT)
+    with (
+        pytest.raises(PreloadFailed, match="could not be downloaded"),
+        services.preload.lease("tiny", None, "cpu"),
+    ):
+        pass
     hub.fail("model.bin", 404, times=0)
+    assert services.preload.status()["leases"] == 0
