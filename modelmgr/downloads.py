@@ -168,7 +168,11 @@ class DownloadManager:
         ]
         if local != "downloaded":
             total = state.bytes_total or self._known_sizes.get(spec.repo_id)
-            self._check_space_up_front(spec, total, state.bytes_present)
+            try:
+                self._check_space_up_front(spec, total, state.bytes_present)
+            except DiskFull as exc:  # answered at once (507), and shown on the model like any failure
+                self._record_failure(spec, exc)
+                raise
         with self._lock:
             if spec.repo_id in self._deleting:
                 raise ModelBusy(f"{spec.id} is being deleted")
@@ -307,6 +311,16 @@ class DownloadManager:
                 f"(keeping {self.settings.min_free_bytes / 1e6:.0f} MB in reserve): free some disk space "
                 "or point HF_HUB_CACHE at a larger disk"
             )
+
+    def _record_failure(self, spec: ModelSpec, exc: ModelMgrError) -> None:
+        """Show a refusal on the model (UI row, snapshot, SSE) as the outcome of a job that never ran."""
+        job = Job(spec, status="error", error=exc.message)
+        job.done.set()
+        with self._lock:
+            if spec.repo_id in self._jobs:
+                return  # a job started meanwhile: its own state is the truth
+            self._outcomes[spec.repo_id] = job
+        self._publish(job)
 
     def _start_bundle(self, align_ids: Any) -> None:
         """Start each alignment model; one failing to start does not skip the others."""

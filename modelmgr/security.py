@@ -264,8 +264,10 @@ class SecurityMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        response = JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
-        await response(scope, receive, send)
+        # The one error shape (OpenAI's under /v1); imported here because api.py imports this module.
+        from .api import error_response
+
+        await error_response(status, code, message, scope.get("path", "/"))(scope, receive, send)
 
     def _strip_cors(self, send: Send, allowed_origin: str | None) -> Send:
         """Drop any Access-Control-Allow-* header unless the request's origin is allowed here."""
