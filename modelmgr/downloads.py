@@ -40,6 +40,7 @@ from .errors import (
     Cancelled,
     DiskFull,
     IntegrityError,
+    InvalidInput,
     ModelBusy,
     ModelInUse,
     ModelMgrError,
@@ -220,6 +221,8 @@ class DownloadManager:
     def verify(self, model_id: str) -> Job:
         """Re-hash a model's files in a worker thread; returns the job (status ``verifying``)."""
         spec = self.catalog.get(model_id)
+        if self.store.local_state(spec).status == "not_downloaded":
+            raise InvalidInput(f"{spec.id} is not downloaded: there is nothing to verify")
         with self._lock:
             existing = self._jobs.get(spec.repo_id)
             if existing is not None:
@@ -541,6 +544,13 @@ class DownloadManager:
         spec = job.spec
         try:
             manifest = self.store.load_manifest(spec)
+            if manifest is None and not self.settings.offline:
+                # A cache we did not write, without huggingface_hub's record: ask the hub what the
+                # revision in use consists of (only if the hub still serves that revision).
+                remote = self.remote.resolve(spec, job.cancel)
+                if spec.source != "hf" or remote.commit == self.store.ref_commit(spec):
+                    self.store.save_manifest(spec, remote)
+                    manifest = remote
             job.bytes_total = manifest.total_bytes if manifest else None
 
             def advance(nbytes: int) -> None:
@@ -559,6 +569,8 @@ class DownloadManager:
                 job.status = "downloaded"
         except Cancelled:
             job.status = "cancelled"
+        except ModelMgrError as exc:  # the hub is down, the disk is full, ...: named, no traceback
+            job.status, job.error = "error", f"verify failed: {exc.message}"
         except Exception as exc:  # a bug: report it on the model, keep the manager alive
             log.exception("verify of %s failed", spec.id)
             job.status, job.error = "error", f"verify failed: {exc}"

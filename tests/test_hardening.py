@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelmgr.errors import DiskFull, ModelBusy, ModelInUse
+from modelmgr.errors import DiskFull, InvalidInput, ModelBusy, ModelInUse
 from modelmgr.services import Services
 from modelmgr.settings import Settings
 from tests.conftest import ZH_ALIGN
@@ -459,3 +459,22 @@ def test_background_update_check_sees_a_moved_commit_and_never_runs_offline(
         wait_until(lambda: services.downloads.describe(spec)["update_available"] is True, 30, "the checker")
     finally:
         hub.add_repo_from_dir(repo, tiny.whisper)
+
+
+def test_verify_without_any_record_of_the_revision_asks_the_hub(
+    services: Services, hub: FakeHub, settings: Settings
+) -> None:
+    snap = _hf_snapshot(settings, hub, TINY_REPO)
+    shutil.rmtree(services.store.repo_dir(services.catalog.get("tiny")) / "trees")
+    blob = (snap / "tokenizer.json").resolve()
+    data = bytearray(blob.read_bytes())
+    data[10] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    job = services.downloads.verify("tiny")
+    assert job.done.wait(30)
+    model = services.downloads.describe(services.catalog.get("tiny"))
+    assert model["status"] == "corrupt" and "tokenizer.json" in model["error"], model
+    assert _download(services, "tiny") == "downloaded"
+    assert hub.get_count(TINY_REPO, "model.bin") == 1  # the hf download's GET; ours fetched none
+    with pytest.raises(InvalidInput):
+        services.downloads.verify("base")  # not downloaded: nothing to verify

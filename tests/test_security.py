@@ -243,11 +243,6 @@ def _get(url: str, headers: dict | None = None) -> int:
         return 0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="preload.status reads torch while another thread imports it (500 / reset); "
-    "fixed by issue 6 (the loader owns the 'torch is imported' flag)",
-)
 def test_status_routes_answer_200_while_a_first_preload_imports_torch(
     settings: Settings, tmp_path: Path
 ) -> None:
