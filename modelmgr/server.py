@@ -50,7 +50,12 @@ def create_app(settings: Settings, *, ui: bool = True) -> FastAPI:
 
         # No Gradio auth: the security middleware guards the UI with the same token (a sign-in
         # page, ?token= links and a session cookie), so API and UI share one login.
-        app = gr.mount_gradio_app(app, build_ui(services), path="/")
+        app = gr.mount_gradio_app(
+            app,
+            build_ui(services),
+            path="/",
+            max_file_size=settings.max_upload_bytes,  # Gradio refuses larger audio while it streams
+        )
         app.state.services = services
     return app
 
