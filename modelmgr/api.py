@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import errors
+from .api_docs import BUSY_RESPONSES, ERROR_RESPONSES, HUB_RESPONSES
 from .api_transcriptions import UPLOAD_PATHS, install_transcription_api
 from .events import CLOSED
 from .security import AUTHENTICATED
@@ -86,41 +87,6 @@ class PreloadBody(_Body):
     model: StrictStr
     language: StrictStr | None = None
     device: StrictStr = "auto"
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    """Every error answer: ``{"error": {"code", "message"}}``."""
-
-    error: ErrorDetail
-
-
-def _documented(*codes: int) -> dict[int | str, dict[str, Any]]:
-    text = {
-        400: "bad input (invalid id, language, device or JSON)",
-        401: "the auth token is missing or wrong",
-        403: "forbidden: Host not allowed, cross-origin request, or the hub denied access",
-        404: "unknown model or route",
-        405: "method not allowed",
-        409: "busy: downloading, verifying, loaded or in use",
-        413: "request body too large",
-        422: "the body does not match the schema",
-        502: "the hub is unreachable or failed (hub_unreachable, download_failed)",
-        503: "offline mode and the files are missing",
-        504: "the hub accepted the connection but did not answer in time (hub_timeout)",
-        507: "not enough free disk space (insufficient_storage)",
-    }
-    return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
-
-
-# Shared by every guarded route; handlers add what only they can answer.
-ERROR_RESPONSES = _documented(400, 401, 403, 404, 405, 413, 422)
-BUSY_RESPONSES = _documented(409)
-HUB_RESPONSES = _documented(409, 502, 503, 504, 507)
 
 
 def install_api(app: FastAPI, services: Services) -> None:

@@ -43,6 +43,7 @@ LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 COOKIE = "modelmgr_session"
 PUBLIC_PATHS = frozenset({"/api/health"})
+_SIGNED = re.compile(r"^/api/transcriptions/[^/]+/result$")  # links the UI signs (api_transcriptions)
 AUTHENTICATED = "modelmgr.authenticated"  # scope key set for requests that carried the token
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
@@ -208,6 +209,8 @@ class SecurityMiddleware:
             return True
         if path in PUBLIC_PATHS:
             return True
+        if "sig" in query and _SIGNED.match(path):
+            return True  # a signed result link: the route checks the signature itself
         if path.rstrip("/") == "/login" and scope.get("method") == "POST":
             await self._login(scope, receive, send)
             return False
