@@ -32,6 +32,8 @@ class Services:
         downloads = DownloadManager(settings, catalog, store, Remote(settings), bus)
         preload = PreloadManager(settings, catalog, store, downloads, bus)
         transcriptions = TranscriptionManager(settings, catalog, downloads, preload, bus)
+        # Delete asks the preload manager whether a model is loaded or leased (API, UI and CLI alike).
+        downloads.in_use = lambda spec: preload.is_loaded(spec.id) or preload.in_use(spec.id)
         return cls(settings, catalog, store, bus, downloads, preload, transcriptions)
 
     def snapshot(self) -> dict:
@@ -44,5 +46,5 @@ class Services:
 
     def shutdown(self) -> None:
         self.bus.close()
-        self.transcriptions.shutdown()
-        self.downloads.shutdown()
+        self.transcriptions.shutdown()  # its running job is left queued for the next start
+        self.downloads.shutdown()  # from here on no queued download starts
