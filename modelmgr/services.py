@@ -36,6 +36,8 @@ class Services:
         downloads = DownloadManager(settings, catalog, store, remote, bus, sizes)
         preload = PreloadManager(settings, catalog, store, downloads, bus)
         transcriptions = TranscriptionManager(settings, catalog, downloads, preload, bus)
+        # Delete asks the preload manager whether a model is loaded or leased (API, UI and CLI alike).
+        downloads.in_use = lambda spec: preload.is_loaded(spec.id) or preload.in_use(spec.id)
         return cls(settings, catalog, store, bus, downloads, preload, transcriptions, sizes)
 
     def snapshot(self) -> dict:
@@ -49,5 +51,5 @@ class Services:
     def shutdown(self) -> None:
         self.sizes.stop()
         self.bus.close()
-        self.transcriptions.shutdown()
-        self.downloads.shutdown()
+        self.transcriptions.shutdown()  # its running job is left queued for the next start
+        self.downloads.shutdown()  # from here on no queued download starts

@@ -10,9 +10,10 @@ under their usual names; everything of ours uses the ``MODELMGR_`` prefix.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _alias(ours: str, *theirs: str) -> AliasChoices:
@@ -33,9 +34,14 @@ class Settings(BaseSettings):
     # --- server ---
     host: str = "127.0.0.1"  # interface to listen on (0.0.0.0: every interface; then set a token)
     port: int = 7860  # port to listen on
-    # Require `Authorization: Bearer T` (or `X-Auth-Token`, or `?token=`) on the API except /api/health;
-    # the UI asks for it on Gradio's login page.
+    # Required on every route but /api/health: `Authorization: Bearer T`, `X-Auth-Token`, `?token=`
+    # (browsers then get a session cookie); generated when exposed beyond loopback without one.
     auth_token: SecretStr | None = None
+    auth_token_file: Path | None = None  # a file holding the token (keeps it out of `ps` and the env)
+    # Host names (besides loopback and --host) and origins allowed to talk to the studio;
+    # comma-separated in the environment (MODELMGR_ALLOWED_HOSTS=studio.lan,gpu1.lan).
+    allowed_hosts: Annotated[list[str], NoDecode] = []  # extra Host names to serve (behind a proxy: its name)
+    allowed_origins: Annotated[list[str], NoDecode] = []  # origins allowed to send state-changing requests
     max_body_bytes: int = 1024 * 1024  # larger JSON bodies on the API get 413
     # The public path prefix behind a proxy (e.g. "/studio"); requests with or without it are served.
     root_path: str = Field("", pattern=r"^(/[A-Za-z0-9._~\-]+)*$")
@@ -80,8 +86,12 @@ class Settings(BaseSettings):
     download_retries: int = Field(4, ge=0)  # retries (Range resume, backoff) on network errors and 5xx
     download_timeout_s: float = 30.0  # connect and read deadline of every network call
     stall_s: float = Field(30.0, gt=0)  # a transfer that moves no byte this long is failed and retried
+    download_connections: int = Field(8, ge=1)  # parallel ranged requests per download
+    download_part_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024)  # files above this go in parts
     min_free_bytes: int = 256 * 1024 * 1024  # a download that would leave less free fails up front (507)
     resume_on_start: bool = True  # restart downloads a crash or shutdown interrupted
+    # Ask the hub whether downloaded models have a newer commit this often (0: never; never offline).
+    update_check_interval_s: float = Field(24 * 3600.0, ge=0)
     fetch_sizes: bool = True  # ask the hub for model sizes in the background (never when offline)
     sizes_refresh_s: float = Field(24 * 3600, gt=0)  # ask the hub for model sizes at most this often
     sizes_retry_s: float = Field(600, gt=0)  # after a failed attempt (no network), try again this late
@@ -108,6 +118,13 @@ class Settings(BaseSettings):
     def _no_trailing_slash(cls, value: object) -> object:
         """ "/studio/" and "/studio" mean the same prefix; "/" means none."""
         return value.rstrip("/") if isinstance(value, str) else value
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def hub_cache(self) -> Path:

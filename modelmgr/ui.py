@@ -291,6 +291,8 @@ def _models_tab(choices: SimpleNamespace) -> SimpleNamespace:
                     )
                     preload = gr.Button("Preload", elem_id="preload-btn", **small)
                     clear = gr.Button("Clear cache", elem_id="clear-cache-btn", **small)
+                    # Re-hash the files (same-size damage shows only this way); always clickable.
+                    verify = gr.Button("Verify", elem_id="verify-btn", **small)
                 fit = _html("", elem_id="download-fit")
                 message = gr.Markdown("", elem_id="models-status", elem_classes="mm-msg")
             with gr.Column(scale=1, min_width=260, elem_classes="mm-side-card"):
@@ -305,6 +307,7 @@ def _models_tab(choices: SimpleNamespace) -> SimpleNamespace:
         delete=delete,
         preload=preload,
         clear=clear,
+        verify=verify,
         message=message,
         fit=fit,
         preload_card=preload_card,
@@ -491,8 +494,15 @@ def _wire_actions(
             return "Nothing was deleted."
 
         def run() -> str:
-            freed = downloads.delete(model_id, loaded=preload.is_loaded(model_id))
+            freed = downloads.delete(model_id)  # the manager refuses while loaded or busy
             return f"Deleted **{model_id}** ({human_bytes(freed)} freed)."
+
+        return said(run)
+
+    def verify(model_id: str) -> str:
+        def run() -> str:
+            downloads.verify(model_id)
+            return f"Verifying **{model_id}**: the table shows the result; download repairs bad files."
 
         return said(run)
 
@@ -542,6 +552,7 @@ def _wire_actions(
         start_preload, [models.model, models.language, models.device], models.message, **act
     ).then(*redraw, **then)
     models.clear.click(clear_cache, None, models.message, **act).then(*redraw, **then)
+    models.verify.click(verify, models.model, models.message, **act).then(*redraw, **then)
 
 
 def _wire_transcribe(services: Services, tx: SimpleNamespace, live: SimpleNamespace) -> None:
