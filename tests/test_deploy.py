@@ -240,3 +240,23 @@ def test_systemd_unit_starts_the_studio_as_written(tmp_path: Path) -> None:
             if "whisperx-studio.service" in line and "User" not in line and "Group" not in line
         ]
         assert not problems, check.stdout + check.stderr
+
+
+@needs_nginx
+def test_subpath_with_a_token_keeps_the_prefix_in_sign_in_redirects_and_errors(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(update={"root_path": "/studio", "auth_token": SecretStr(TOKEN)})
+    with (
+        run_server(settings) as live,
+        run_nginx(tmp_path / "nginx", "whisperx-studio-subpath.conf", live.url) as proxy,
+        httpx.Client(base_url=proxy.url, timeout=30) as client,
+    ):
+        assert client.get("/studio/api/health").json() == {"status": "ok"}  # public
+        refused = client.get("/studio/api/models")
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+        opened = client.get(f"/studio/?token={TOKEN}", headers={"Accept": "text/html"})
+        assert opened.status_code == 303 and opened.headers["location"] == "/studio/", opened.headers
+        assert client.get("/studio/api/models").status_code == 200  # the session cookie works
+        log = proxy.nginx.access_log()
+    assert TOKEN not in log
