@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         if v
     }
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpx2", "huggingface_hub"):  # one INFO line per HTTP request drowns the log
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     if args.auth_token:
         logging.warning(
             "--auth-token shows the token to every user of this machine (ps); "
