@@ -7,6 +7,7 @@ import logging
 
 import uvicorn
 
+from modelmgr.errors import QueueUnavailable
 from modelmgr.server import StudioServer, create_app
 from modelmgr.settings import Settings
 from modelmgr.share import share_in_background
@@ -19,17 +20,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--auth-token", help="require this token on the API (Authorization: Bearer ...)")
     parser.add_argument("--no-ui", action="store_true", help="serve the API only (fast start-up)")
     parser.add_argument("--share", action="store_true", help="also open a Gradio share link")
+    parser.add_argument(
+        "--redis-url", help="distributed mode: send jobs to Celery workers through this Redis"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     overrides = {
-        k: v for k, v in {"host": args.host, "port": args.port, "auth_token": args.auth_token}.items() if v
+        k: v
+        for k, v in {
+            "host": args.host,
+            "port": args.port,
+            "auth_token": args.auth_token,
+            "redis_url": args.redis_url,
+        }.items()
+        if v
     }
     settings = Settings(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings, ui=not args.no_ui)
+    try:
+        app = create_app(settings, ui=not args.no_ui)
+    except QueueUnavailable as exc:  # distributed mode without Redis: refuse rather than half-work
+        raise SystemExit(f"error: {exc.message}") from None
     config = uvicorn.Config(app, host=settings.host, port=settings.port, timeout_graceful_shutdown=5)
     if args.share:
         if settings.auth_token is None:

@@ -194,10 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="batched inference (default: 16 on CUDA, measured on CPU)")
     p.add_argument("--prompt", help="initial prompt: names, spellings, style")
     p.set_defaults(run=cmd_transcribe)
+    sub.add_parser("worker", help="distributed mode: run transcription jobs from Redis (see `worker --help`)")
     return parser
 
 
 def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:  # distributed mode: a Celery worker (imports Celery only here)
+        from .distributed.worker import main as worker_main
+
+        return worker_main(argv[1:])
     args = build_parser().parse_args(argv)
     services = Services.build(settings or Settings())
     try:

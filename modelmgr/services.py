@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .catalog import Catalog
@@ -25,14 +26,31 @@ class Services:
     transcriptions: TranscriptionManager
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        bus: EventBus | None = None,
+        transcriptions: Callable[..., TranscriptionManager] | None = None,
+    ) -> Services:
+        """The managers of one process. With ``settings.redis_url`` (distributed mode) jobs go to
+        Celery workers (imported only then); a worker passes its own bus and manager."""
         catalog = Catalog(settings)
         store = Store(settings)
-        bus = EventBus(replay=settings.event_replay, queue_size=settings.subscriber_queue)
+        bus = bus or EventBus(replay=settings.event_replay, queue_size=settings.subscriber_queue)
         downloads = DownloadManager(settings, catalog, store, Remote(settings), bus)
         preload = PreloadManager(settings, catalog, store, downloads, bus)
-        transcriptions = TranscriptionManager(settings, catalog, downloads, preload, bus)
-        return cls(settings, catalog, store, bus, downloads, preload, transcriptions)
+        if transcriptions is None and settings.redis_url:
+            from .distributed.jobs import RemoteTranscriptionManager
+
+            transcriptions = RemoteTranscriptionManager
+        factory = transcriptions or TranscriptionManager
+        manager = factory(settings, catalog, downloads, preload, bus)
+        return cls(settings, catalog, store, bus, downloads, preload, manager)
+
+    @property
+    def distributed(self) -> bool:
+        return bool(self.settings.redis_url)
 
     def snapshot(self) -> dict:
         """Everything a client needs to draw the model manager from scratch."""

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     nltk_punkt_url: str = (
         "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/tokenizers/punkt_tab.zip"
     )
+    # Transcription jobs (uploads and results). In distributed mode this is the folder every web
+    # process and worker shares (MODELMGR_DATA_DIR); model caches stay per machine.
     data_dir: Path | None = None
 
     # --- catalog ---
@@ -74,6 +76,15 @@ class Settings(BaseSettings):
     default_model: str = "small"  # what the OpenAI API's "whisper-1" means here
     batch_size: int | None = Field(None, ge=1)  # None: 16 on CUDA, the measured best on CPU (see README)
 
+    # --- distributed mode (only with a Redis URL; the embedded default never imports Celery) ---
+    redis_url: str | None = None  # MODELMGR_REDIS_URL: jobs go to Celery workers through Redis
+    visibility_timeout_s: float = Field(
+        6 * 3600.0, gt=0
+    )  # > the longest job: then an unacked job is re-queued
+    restore_interval_s: float = Field(10.0, gt=0)  # how often workers look for unacked jobs to re-queue
+    worker_heartbeat_s: float = Field(2.0, gt=0)  # a worker missing 3 heartbeats counts as gone
+    redis_timeout_s: float = Field(3.0, gt=0)  # connect/read deadline of every Redis call of ours
+
     # --- events ---
     progress_interval_s: float = 0.1
     heartbeat_s: float = 15.0
@@ -87,8 +98,8 @@ class Settings(BaseSettings):
 
     @property
     def state_dir(self) -> Path:
-        """Our own files (manifests, nltk data) live beside the HF cache."""
-        return self.data_dir or self.hf_home / "modelmgr"
+        """Our own files about this cache (manifests, locks, nltk data) live beside the HF cache."""
+        return self.hf_home / "modelmgr"
 
     @property
     def torch_checkpoints(self) -> Path:
@@ -98,7 +109,7 @@ class Settings(BaseSettings):
     @property
     def jobs_dir(self) -> Path:
         """Transcription jobs: one folder each (job.json, the upload while in flight, results)."""
-        return self.state_dir / "transcriptions"
+        return (self.data_dir or self.state_dir) / "transcriptions"
 
     @property
     def nltk_dir(self) -> Path:
