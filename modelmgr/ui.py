@@ -69,6 +69,7 @@ from .ui_view import (
     render_segments,
     render_stage,
     render_system,
+    render_workers,
     segment_rows,
     stage_text,
     tick_interval,
@@ -340,7 +341,7 @@ def _wire_live(
             preload_html,
             render_panel(snap),
             preload_html,
-            render_system(system_report(services.store), pre),
+            render_system(system_report(services.store), pre) + _workers_html(services),
             *buttons(snap, pre, selected, selected_panel),
         ]
 
@@ -354,6 +355,19 @@ def _wire_live(
     for select in selects:
         select.change(refresh_buttons, selects, [*models.buttons, *panel.buttons], queue=False, **quiet)
     return SimpleNamespace(refresh=refresh, selects=selects, outputs=outputs)
+
+
+def _workers_html(services: Services) -> str:
+    """Distributed mode only: the queue's reachability and the connected workers (System tab)."""
+    if not services.distributed:
+        return ""
+    manager: Any = services.transcriptions
+    health = manager.health()
+    try:
+        workers = manager.workers() if health.get("redis") == "ok" else []
+    except ModelMgrError as exc:  # Redis went away between the two calls
+        health, workers = {"redis": "unreachable", "error": exc.message}, []
+    return render_workers(health, workers)
 
 
 def _wire_actions(

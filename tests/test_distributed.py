@@ -10,6 +10,7 @@ waits while the file exists), never with sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -86,10 +87,8 @@ class RedisServer:
     def stop(self, save: bool = True) -> None:
         """Stop like an operator restarting Redis; ``save`` keeps its data (SHUTDOWN SAVE)."""
         client = redis.Redis(port=self.port)
-        try:
+        with contextlib.suppress(redis.ConnectionError):  # it closes the connection as it goes
             client.shutdown(save=save, nosave=not save)
-        except redis.ConnectionError:
-            pass  # it closes the connection as it goes
         assert self.process is not None
         self.process.wait(30)
 
@@ -322,6 +321,9 @@ def test_without_workers_jobs_wait_queued_and_health_says_so(
         health = httpx.get(f"{web.url}/api/health", timeout=30).json()
         assert health["mode"] == "distributed" and health["redis"] == "ok" and health["workers"] == 0
         assert "no worker is connected" in health["warning"]
+        from modelmgr.ui import _workers_html
+
+        assert "No worker is connected" in _workers_html(web.services)
         created = submit(web.url, tiny.wav)
         assert created.status_code == 202, created.text
         job_id = created.json()["id"]
@@ -438,6 +440,39 @@ def test_a_second_web_process_sees_and_cancels_a_job_of_the_first(cluster: Clust
         assert_correct_result(cluster.web.url, second)
 
 
+def test_download_to_all_workers_and_preload_on_one(cluster: Cluster) -> None:
+    url = cluster.web.url
+    sent = httpx.post(f"{url}/api/workers/download", json={"model": "base"}, timeout=30)
+    assert sent.status_code == 202, sent.text
+    assert sorted(sent.json()["workers"]) == ["w1", "w2"]
+
+    def everywhere() -> bool:
+        return all("base" in w["models_on_disk"] for w in workers(cluster))
+
+    wait_until(everywhere, TIMEOUT, "base on every worker's disk")
+    assert not (cluster.settings.hub_cache / "models--Systran--faster-whisper-base").exists(), (
+        "the web process's own cache is untouched"
+    )
+    preload = httpx.post(f"{url}/api/workers/w1/preload", json={"model": "base"}, timeout=30)
+    assert preload.status_code == 202, preload.text
+    wait_until(
+        lambda: "base" in {w["name"]: w for w in workers(cluster)}["w1"]["loaded"],
+        TIMEOUT,
+        "base loaded on w1",
+    )
+    unknown = httpx.post(f"{url}/api/workers/nobody/preload", json={"model": "base"}, timeout=30)
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "worker_not_found"
+    bad = httpx.post(f"{url}/api/workers/download", json={"model": "no-such-model"}, timeout=30)
+    assert bad.status_code == 404 and bad.json()["error"]["code"] == "model_not_found"
+
+
+def test_system_tab_lists_the_workers(cluster: Cluster) -> None:
+    from modelmgr.ui import _workers_html
+
+    html = _workers_html(cluster.web.services)
+    assert "w1" in html and "w2" in html and "tiny" in html and "No worker" not in html
+
+
 def test_a_killed_worker_s_job_finishes_on_the_other_once(cluster: Cluster, tiny) -> None:
     url = cluster.web.url
     before = {j["id"] for j in httpx.get(f"{url}/api/transcriptions", timeout=30).json()["jobs"]}
@@ -483,6 +518,9 @@ def test_redis_stopped_and_restarted_submit_answers_503_then_works_and_nothing_i
         refused = submit(url, tiny.wav)
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"]["code"] == "queue_unavailable"
+        from modelmgr.ui import _workers_html
+
+        assert "job queue is unavailable" in _workers_html(cluster.web.services)
     # The held job goes on while Redis is away; its final state waits for Redis.
     cluster.redis.start()
     wait_until(

@@ -148,6 +148,7 @@ class WorkerRuntime:
         self.celery: Any = None  # the Celery app, set by main()
         self.celery_hostname: str | None = None
         self._stop = threading.Event()
+        self._redis_lost = False  # heartbeat thread only
         self.claim_ttl = max(2, int(round(3 * settings.worker_heartbeat_s)))
 
     # --- background ---
@@ -184,8 +185,13 @@ class WorkerRuntime:
                     job.cancel_requested = True
                     job.cancel.set()
             self.state.heartbeat(self.name, self.info(), max(3, int(3 * self.settings.worker_heartbeat_s)))
+            if self._redis_lost:
+                log.info("heartbeat: Redis is back")
+                self._redis_lost = False
         except QueueUnavailable as exc:
-            log.warning("heartbeat: %s", exc.message)
+            if not self._redis_lost:  # once per outage, not every beat
+                log.warning("heartbeat: %s", exc.message)
+                self._redis_lost = True
         except Exception:  # the heartbeat must outlive odd failures (a disk read in info())
             log.exception("heartbeat failed")
 
