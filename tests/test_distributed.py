@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -401,6 +402,25 @@ def test_worker_events_reach_an_sse_client_in_order_and_after_a_reconnect(cluste
     assert not any(e.event == "snapshot" for e in again.events[: len(replayed)])
 
 
+def test_the_openai_api_runs_on_the_workers_and_streams_their_segments(cluster: Cluster, tiny) -> None:
+    from openai import OpenAI
+
+    openai = OpenAI(base_url=f"{cluster.web.url}/v1", api_key="none", timeout=TIMEOUT, max_retries=0)
+    with tiny.wav.open("rb") as f:
+        text = openai.audio.transcriptions.create(model="tiny", file=f, language="zh", response_format="text")
+    assert text.strip() == "你好世界 hello world"
+    with tiny.wav.open("rb") as f:
+        events = list(openai.audio.transcriptions.create(model="tiny", file=f, language="zh", stream=True))
+    assert [e.type for e in events] == [
+        "transcript.text.delta",
+        "transcript.text.delta",
+        "transcript.text.done",
+    ]
+    assert events[-1].text == "你好世界 hello world"
+    assert [m.id for m in openai.models.list()] == ["tiny"], "what the workers have, not the web's cache"
+    assert not (cluster.settings.hub_cache / "models--Systran--faster-whisper-tiny").exists()
+
+
 def test_cancel_reaches_a_job_on_a_remote_worker(cluster: Cluster, tiny) -> None:
     url = cluster.web.url
     with held(cluster):
@@ -533,3 +553,24 @@ def test_redis_stopped_and_restarted_submit_answers_503_then_works_and_nothing_i
     assert wait_job(url, after.json()["id"])["status"] == "done"
     # Every job of the module is still listed.
     assert len(httpx.get(f"{url}/api/transcriptions", timeout=30).json()["jobs"]) >= 16
+
+
+def test_finished_jobs_past_retention_are_swept_from_redis_and_disk(cluster: Cluster) -> None:
+    url = cluster.web.url
+    jobs = httpx.get(f"{url}/api/transcriptions", timeout=30).json()["jobs"]
+    finished = [j["id"] for j in jobs if j["status"] in FINISHED]
+    assert finished
+    newest = max(j["finished_at"] for j in jobs if j["status"] in FINISHED)
+    short = cluster.settings.model_copy(
+        update={"transcription_retention_s": 0.5, "hf_home": cluster.root / "sweeper" / "hf"}
+    )
+    wait_until(lambda: time.time() - newest > 1.0, 10, "every finished job to pass the retention period")
+
+    def swept() -> bool:
+        return all(
+            httpx.get(f"{url}/api/transcriptions/{i}", timeout=30).status_code == 404 for i in finished
+        )
+
+    with run_server(short):  # a replica with a short retention sweeps when its relay starts
+        wait_until(swept, 60, "the expired jobs to be swept")
+    assert not any((cluster.settings.jobs_dir / i).exists() for i in finished)

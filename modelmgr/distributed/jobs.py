@@ -109,7 +109,7 @@ class RemoteTranscriptionManager(TranscriptionManager):
         if self._relay is None:
             from .relay import Relay
 
-            self._relay = Relay(self.state, self.bus, self._on_event, self._reconcile)
+            self._relay = Relay(self.state, self.bus, self._on_event, self._reconcile, self._sweep)
             self._relay.start()
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
@@ -213,6 +213,10 @@ class RemoteTranscriptionManager(TranscriptionManager):
     def workers(self) -> list[dict[str, Any]]:
         return self.state.workers()
 
+    def models_on_workers(self) -> set[str]:
+        """Models some connected worker has on disk (what ``/v1/models`` lists in distributed mode)."""
+        return {m for w in self.state.workers() for m in w.get("models_on_disk") or []}
+
     def download_on_workers(self, model: str, languages: list[str] | None) -> list[str]:
         """Ask every live worker to download ``model`` (and its aligners) into its own cache."""
         spec = self.catalog.get(model)
@@ -308,8 +312,26 @@ class RemoteTranscriptionManager(TranscriptionManager):
         records = {r["id"]: r for r in self.state.load_many([j.id for j in live])}
         for job in live:
             record = records.get(job.id)
-            if record is not None and record["status"] in FINISHED:
+            if record is None:  # deleted (on another replica): nobody will finish it here
+                with self._live_lock:
+                    self._live.pop(job.id, None)
+            elif record["status"] in FINISHED:
                 self._apply(job, record)
+
+    def _sweep(self) -> None:
+        """Remove finished jobs (records and files) older than the retention period.
+
+        Every web replica sweeps (from its relay thread); removing twice is harmless.
+        """
+        cutoff = time.time() - self.settings.transcription_retention_s
+        try:
+            for record in self.state.load_many(self.state.created_before(cutoff)):
+                if record["status"] in FINISHED and (record.get("finished_at") or 0) < cutoff:
+                    self.state.remove(record["id"])
+                    shutil.rmtree(self.root / record["id"], ignore_errors=True)
+                    log.info("removed expired transcription %s", record["id"])
+        except QueueUnavailable:
+            pass  # the next sweep will do it
 
     def _work(self) -> None:  # pragma: no cover - the workers run jobs here
         raise InvalidInput("a web process in distributed mode runs no jobs itself")

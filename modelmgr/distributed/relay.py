@@ -28,6 +28,7 @@ from .state import CHANNEL, SharedState
 
 log = logging.getLogger(__name__)
 RECONCILE_S = 2.0
+SWEEP_S = 60.0
 
 
 class Relay:
@@ -37,9 +38,10 @@ class Relay:
         bus: EventBus,
         on_event: Callable[[str, dict[str, Any]], None],
         reconcile: Callable[[], None],
+        sweep: Callable[[], None] | None = None,
     ) -> None:
         self.state, self.bus = state, bus
-        self.on_event, self.reconcile = on_event, reconcile
+        self.on_event, self.reconcile, self.sweep = on_event, reconcile, sweep
         self.connected = False  # written by the relay thread only; a plain bool read is atomic
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="redis-relay", daemon=True)
@@ -62,13 +64,18 @@ class Relay:
                 self.connected, backoff = True, 0.2
                 self._safe_reconcile()
                 next_reconcile = time.monotonic() + RECONCILE_S
+                next_sweep = time.monotonic()
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=0.5)
                     if message is not None and message.get("type") == "message":
                         self._handle(message["data"])
-                    if time.monotonic() >= next_reconcile:
+                    now = time.monotonic()
+                    if now >= next_reconcile:
                         self._safe_reconcile()
-                        next_reconcile = time.monotonic() + RECONCILE_S
+                        next_reconcile = now + RECONCILE_S
+                    if self.sweep is not None and now >= next_sweep:
+                        self.sweep()  # never raises: it logs and waits for the next round
+                        next_sweep = now + SWEEP_S
             except (redis.RedisError, OSError) as exc:
                 if self.connected:
                     log.warning("lost the Redis event channel (%s); reconnecting", exc)

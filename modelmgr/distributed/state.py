@@ -94,6 +94,11 @@ class SharedState:
         with self._guard():
             return list(self.redis.zrevrange(PREFIX + "jobs", 0, max(0, limit - 1)))
 
+    def created_before(self, cutoff: float, limit: int = 500) -> list[str]:
+        """Ids of jobs created before ``cutoff`` (candidates for the retention sweep)."""
+        with self._guard():
+            return list(self.redis.zrangebyscore(PREFIX + "jobs", "-inf", cutoff, start=0, num=limit))
+
     def remove(self, job_id: str) -> None:
         with self._guard():
             pipe = self.redis.pipeline()
