@@ -519,26 +519,26 @@ class TranscriptionManager:
     def _load_from_disk(self) -> None:
         if not self.root.is_dir():
             return
+        found = [
+            job for folder in sorted(self.root.iterdir()) if (job := _job_from_folder(folder)) is not None
+        ]
         requeue = []
-        for folder in sorted(self.root.iterdir()):
-            job = _job_from_folder(folder)
-            if job is None:
-                continue
+        for job in found:
             if job.status in IN_FLIGHT:
                 if not job.input_path.exists():
                     job.status, job.error = "error", {"code": "interrupted", "message": "the upload was lost"}
                 else:
                     job.status, job.progress = "queued", 0.0
-                    requeue.append(job)
             if job.status in FINISHED:
                 job.done.set()
-            with self._lock:
-                if job.id in self._jobs:
+        with self._lock:
+            for job in sorted(found, key=lambda j: j.created_at):
+                if job.id in self._jobs:  # submitted in this process already: that record is live
                     continue
                 self._jobs[job.id] = job
-        requeue.sort(key=lambda j: j.created_at)
-        with self._lock:
-            self._queue.extend(j for j in requeue if j not in self._queue)
+                if job.status == "queued":
+                    self._queue.append(job)
+                    requeue.append(job)
             self._wake.notify_all()
         for job in requeue:
             log.info("re-queued interrupted transcription %s (%s)", job.id, job.filename)

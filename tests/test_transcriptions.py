@@ -377,3 +377,19 @@ def test_interrupted_jobs_run_again_after_a_restart_and_old_results_expire(
         assert later.jobs() == [] and not job.folder.exists(), "finished jobs past retention are removed"
     finally:
         later.shutdown()
+
+
+def test_a_job_submitted_before_start_runs_exactly_once(services, tiny, tmp_path: Path) -> None:
+    upload = tmp_path / "upload.wav"
+    upload.write_bytes(tiny.wav.read_bytes())
+    job = services.transcriptions.submit(upload, "once.wav", JobOptions(model="tiny", language="zh"))
+    assert job.done.wait(TIMEOUT) and job.status == "done", job.error
+    services.transcriptions.shutdown()
+    ends = [
+        e.data["status"]
+        for e in services.bus._replay
+        if e.name == "transcription" and e.data["id"] == job.id and e.data["status"] in FINISHED
+    ]
+    assert ends == ["done"], "one run, not one per record of the job"
+    assert len(services.transcriptions.jobs()) == 1
+    assert '"status": "done"' in (job.folder / "job.json").read_text()
