@@ -335,6 +335,15 @@ def test_without_workers_jobs_wait_queued_and_health_says_so(
         )
         assert httpx.get(f"{web.url}/api/transcriptions/{job_id}", timeout=30).status_code == 404
 
+        # A job left "transcribing" by a worker that died (nobody holds its claim) is cancelled at
+        # once, not when Redis hands it out again hours later.
+        stale = submit(web.url, tiny.wav).json()["id"]
+        state = web.services.transcriptions.state
+        state.save(state.load(stale) | {"status": "transcribing", "worker": "gone"})
+        assert job_state(web.url, stale)["status"] == "transcribing"
+        answer = httpx.delete(f"{web.url}/api/transcriptions/{stale}", timeout=30).json()
+        assert answer["status"] == "deleted" and answer["job"]["status"] == "cancelled"
+
 
 def test_ten_jobs_spread_over_two_workers_and_every_result_is_correct(cluster: Cluster, tiny) -> None:
     url = cluster.web.url

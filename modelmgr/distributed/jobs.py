@@ -189,8 +189,9 @@ class RemoteTranscriptionManager(TranscriptionManager):
             return job
         self.state.request_cancel(job_id)
         # Set the flag first, then look for a claim: a worker claims first, then reads the flag, so
-        # either it sees the flag or we see its claim (Redis runs commands one at a time).
-        if job.status == "queued" and self.state.claim_owner(job_id) is None:
+        # either it sees the flag or we see its claim (Redis runs commands one at a time). No claim:
+        # no worker runs it (queued, or its worker died and it waits to be re-queued): cancel now.
+        if self.state.claim_owner(job_id) is None:
             job.cancel_requested = True
             self._finish(job, "cancelled")
         return job
