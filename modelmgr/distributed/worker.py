@@ -235,6 +235,9 @@ class WorkerRuntime:
             raise task.retry(countdown=2.0, max_retries=None) from None
         try:
             return self._run_claimed(job_id)
+        except QueueUnavailable:
+            # Redis went away before the job started: hand it back (run_job itself never raises).
+            raise task.retry(countdown=2.0, max_retries=None) from None
         finally:
             with self._lock:
                 self.current = None
