@@ -29,6 +29,8 @@ because ``gr.mount_gradio_app`` overwrites ``Blocks.css``.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import tempfile
 import threading
 import time
@@ -40,11 +42,12 @@ from typing import Any
 
 import gradio as gr
 
-from .errors import ModelMgrError
+from .errors import ModelMgrError, from_code
 from .services import Services
 from .subtitles import write_all
 from .system import system_report
 from .transcribe import run_pipeline
+from .transcriptions import JobOptions
 from .ui_view import (
     AUTO,
     DEFAULT_MODEL,
@@ -493,13 +496,20 @@ def _wire_transcribe(services: Services, tx: SimpleNamespace) -> None:
 
         try:
             yield (render_stage("Preparing the models…"), [], gr.File(value=None, visible=False))
-            for text in _wait(
-                lambda: preload.ensure_ready(model_id, lang, device),
-                lambda: _loading_stage(services, model_id),
-            ):
-                yield (render_stage(esc(text)), *keep)
-            for name in _wait(pipeline, lambda: stage_now["name"]):
-                yield (render_stage(esc(stage_text(name, model_id))), *keep)
+            if services.distributed:  # a worker runs it: submit a job and follow it
+                for item in run_as_job(services, audio_path, model_id, lang, device):
+                    if isinstance(item, str):
+                        yield (render_stage(esc(item)), *keep)
+                    else:
+                        result["transcript"], result["files"] = item
+            else:
+                for text in _wait(
+                    lambda: preload.ensure_ready(model_id, lang, device),
+                    lambda: _loading_stage(services, model_id),
+                ):
+                    yield (render_stage(esc(text)), *keep)
+                for name in _wait(pipeline, lambda: stage_now["name"]):
+                    yield (render_stage(esc(stage_text(name, model_id))), *keep)
         except ModelMgrError as exc:
             gr.Warning(exc.message)
             yield (render_stage(f"⚠️ {esc(exc.message)}", "err"), *keep)
@@ -526,6 +536,58 @@ def _wire_transcribe(services: Services, tx: SimpleNamespace) -> None:
         show_progress_on=[tx.stage],
         **PRIVATE,
     )
+
+
+def run_as_job(
+    services: Services, audio_path: str, model_id: str, language: str | None, device: str
+) -> Iterator[str | tuple[Any, dict[str, Path]]]:
+    """Distributed mode: submit the audio as a job (a worker runs it) and follow it.
+
+    Yields what is happening in words, then ``(transcript, {format: path})``; raises the
+    job's error (or ``QueueUnavailable`` when Redis cannot be reached) as a ModelMgrError.
+    """
+    manager = services.transcriptions
+    manager.root.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=manager.root, prefix=".upload-")
+    os.close(fd)
+    try:
+        shutil.copyfile(audio_path, tmp)
+        options = JobOptions(model=model_id, language=language, device=device, formats=OUTPUT_FORMATS)
+        job = manager.submit(Path(tmp), Path(audio_path).name, options)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    last = None
+    while not job.done.wait(0.5):
+        job = manager.get(job.id)
+        text = _job_text(services, job.describe(), model_id)
+        if text != last:
+            last = text
+            yield text
+    if job.status != "done":
+        error = job.error or {"code": job.status, "message": f"the transcription was {job.status}"}
+        raise from_code(error["code"], error["message"])
+    # Copies in a temp folder under the upload's name: Gradio serves files from there (not from
+    # the shared data folder), as it does for the in-process path.
+    out_dir = Path(tempfile.mkdtemp(prefix="whisperx-studio-"))
+    files = {}
+    for fmt in OUTPUT_FORMATS:
+        files[fmt] = out_dir / f"{output_stem(audio_path)}.{fmt}"
+        shutil.copyfile(manager.result(job.id, fmt), files[fmt])
+    yield manager.transcript(job.id), files
+
+
+def _job_text(services: Services, job: dict[str, Any], model_id: str) -> str:
+    worker = f" on {job['worker']}" if job.get("worker") else ""
+    status = job["status"]
+    if status == "queued":
+        if not services.transcriptions.workers():  # type: ignore[attr-defined]
+            return "No worker is connected: the job waits as queued until one starts."
+        return "Waiting for a free worker…"
+    if status == "downloading":
+        return f"Downloading {model_id}{worker}: {format_percent(job.get('progress'))}"
+    if status == "loading":
+        return f"Loading {model_id}{worker}…"
+    return f"{stage_text(status, model_id)}{worker} {format_percent(job.get('progress'))}"
 
 
 def _wait(work: Callable[[], Any], describe: Callable[[], str], every_s: float = 0.5) -> Iterator[str]:

@@ -430,6 +430,19 @@ def test_the_openai_api_runs_on_the_workers_and_streams_their_segments(cluster: 
     assert not (cluster.settings.hub_cache / "models--Systran--faster-whisper-tiny").exists()
 
 
+def test_the_transcribe_tab_sends_its_job_to_a_worker(cluster: Cluster, tiny) -> None:
+    from modelmgr.ui import run_as_job
+
+    items = list(run_as_job(cluster.web.services, str(tiny.wav), "tiny", "zh", "auto"))
+    texts, (transcript, files) = items[:-1], items[-1]
+    assert all(isinstance(t, str) for t in texts)
+    assert any(" on w" in t for t in texts), texts  # it says which worker runs it
+    assert [s.text.strip() for s in transcript.segments] == ["你好世界", "hello world"]
+    assert files["txt"].read_text(encoding="utf-8").splitlines() == ["你好世界", "hello world"]
+    assert files["srt"].name == "speech.srt"
+    assert cluster.web.services.preload.status()["state"] == "idle", "nothing loaded in the web process"
+
+
 def test_cancel_reaches_a_job_on_a_remote_worker(cluster: Cluster, tiny) -> None:
     url = cluster.web.url
     with held(cluster):
