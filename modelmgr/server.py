@@ -52,6 +52,7 @@ def create_app(settings: Settings, *, ui: bool = True) -> FastAPI:
             path="/",
             auth=_ui_auth(settings),
             auth_message="Sign in with any user name and the studio's auth token as the password.",
+            max_file_size=settings.max_upload_bytes,  # Gradio refuses larger audio while it streams
         )
         app.state.services = services
     return app

@@ -19,6 +19,18 @@ Deliberate choices (keep them):
 * **The manager panel** is a docked column hidden or shown by a class on
   ``<body>`` (pure client side, remembered in ``localStorage``); it only ever
   displays timer outputs, so closing it loses nothing.
+* **Transcriptions are jobs.** The Transcribe button copies the files into the
+  TranscriptionManager's queue and returns at once: no Gradio event is held while
+  a job runs (each open tab holding one would use up the browser's ~6 connections
+  per host and freeze the page). The jobs table is drawn by the same timer from
+  ``transcriptions.snapshot()``, so the queue, its progress and the result links
+  survive a reload and show in every tab. Its Show/Cancel/Remove buttons are plain
+  HTML: one delegated listener (``js_on_load``) sends a ``job_action`` event with
+  the job id, and the handler calls the manager.
+* **Which job's segments are shown** is the only thing a page remembers (a
+  ``gr.State``: the job picked with Show, and the one drawn now, so a tick
+  re-renders the table only when that changes). Without a pick it is the newest
+  finished job.
 * Helpers named ``format_*``/``render_*``/``human_*`` are pure functions of a
   snapshot, so they are unit tested without a browser (tests/test_ui.py).
 
@@ -28,44 +40,37 @@ because ``gr.mount_gradio_app`` overwrites ``Blocks.css``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
 import shutil
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
 
-from .errors import ModelMgrError, from_code
+from .api_transcriptions import result_links
+from .errors import ModelMgrError, PayloadTooLarge
+from .loaders import auto_device_hint
 from .services import Services
-from .subtitles import write_all
 from .system import system_report
-from .transcribe import run_pipeline
-from .transcriptions import JobOptions
+from .transcriptions import Job, JobOptions, TranscriptionManager
 from .ui_view import (
     AUTO,
     DEFAULT_MODEL,
-    DEVICES,
     IDLE_TICK_S,
-    IN_FLIGHT,
-    OUTPUT_FORMATS,
     button_states,
     describe_start,
-    done_text,
+    device_choices,
     esc,
-    format_eta,
-    format_percent,
     human_bytes,
-    human_speed,
+    job_title,
+    job_to_show,
     language_arg,
-    output_stem,
     render_badge,
+    render_jobs_table,
     render_models_table,
     render_panel,
     render_preload,
@@ -74,7 +79,7 @@ from .ui_view import (
     render_system,
     render_workers,
     segment_rows,
-    stage_text,
+    submitted_text,
     tick_interval,
 )
 
@@ -120,6 +125,21 @@ JS_RESTORE_PANEL = """() => {
     if (localStorage.getItem('mm-panel-closed') === '1') document.body.classList.add('mm-panel-closed');
   } catch (e) {}
 }"""
+JS_DISABLE_TRANSCRIBE = """(...inputs) => {
+  const btn = document.querySelector('#transcribe-btn');
+  if (btn) btn.disabled = true;
+  return inputs;
+}"""
+# The jobs table's buttons: one delegated listener on the component's element (which outlives
+# every redraw of its content) sends the action and the job id as a custom event.
+JS_JOB_ACTIONS = """
+element.addEventListener('click', (event) => {
+  const button = event.target.closest('button[data-action]');
+  if (!button || button.disabled) return;
+  button.disabled = true;
+  trigger('job_action', {action: button.dataset.action, job: button.dataset.job});
+});
+"""
 JS_CONFIRM_DELETE = (
     """(model) => (model && window.confirm('Delete the files of ' + model + '?')) ? model : null"""
 )
@@ -154,6 +174,7 @@ def build_ui(services: Services) -> gr.Blocks:
         default=DEFAULT_MODEL if DEFAULT_MODEL in whisper_ids else whisper_ids[0],
         models=[(s.id if s.kind == "whisper" else f"{s.id} (align · {s.language})", s.id) for s in specs],
         languages=[("auto", AUTO), *[(code, code) for code in services.catalog.languages]],
+        devices=device_choices(auto_device_hint()),
     )
     with gr.Blocks(title="WhisperX Studio", fill_width=True, delete_cache=(3600, 24 * 3600)) as demo:
         _html(f"<style>{_read_asset(CSS_PATH)}</style>", elem_id="studio-css")
@@ -166,9 +187,12 @@ def build_ui(services: Services) -> gr.Blocks:
                     system_html = _html("", elem_id="system-info")
             panel = _panel(choices)
         timer = gr.Timer(IDLE_TICK_S)
-        live = _wire_live(services, demo, timer, header, models, panel, system_html)
+        # Per page, outside the Tabs (a non-Tab child of gr.Tabs duplicates its tab buttons):
+        tx.pinned = gr.State(None)  # the job picked with Show (None: follow the newest finished job)
+        tx.shown = gr.State(None)  # the job whose segments are drawn now
+        live = _wire_live(services, demo, timer, header, models, panel, system_html, tx)
         _wire_actions(services, models, panel, live)
-        _wire_transcribe(services, tx)
+        _wire_transcribe(services, tx, live)
     return demo
 
 
@@ -188,35 +212,37 @@ def _header() -> SimpleNamespace:
 def _transcribe_tab(choices: SimpleNamespace) -> SimpleNamespace:
     with gr.Tab("Transcribe", id="transcribe", elem_id="tab-transcribe"), gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
-            audio = gr.Audio(
-                sources=["upload", "microphone"], type="filepath", label="Audio", elem_id="audio-input"
+            files = gr.File(
+                file_count="multiple",
+                type="filepath",
+                label="Audio or video files (several at once queue up)",
+                elem_id="audio-input",
+                height=150,
+            )
+            recording = gr.Audio(
+                sources=["microphone"], type="filepath", label="…or record", elem_id="mic-input"
             )
             with gr.Row():
                 model = gr.Dropdown(choices.whisper, value=choices.default, label="Model", elem_id="tx-model")
                 language = gr.Dropdown(choices.languages, value=AUTO, label="Language", elem_id="tx-language")
-                device = gr.Dropdown(list(DEVICES), value="auto", label="Device", elem_id="tx-device")
+                device = gr.Dropdown(choices.devices, value=AUTO, label="Device", elem_id="tx-device")
             button = gr.Button("Transcribe", variant="primary", elem_id="transcribe-btn")
-        with gr.Column(scale=3, min_width=360):
             stage = _html(
-                render_stage("Upload or record audio, then press Transcribe."), elem_id="transcribe-stage"
+                render_stage("Add audio files or record, then press Transcribe."), elem_id="transcribe-stage"
             )
+        with gr.Column(scale=3, min_width=360):
+            jobs = _html(render_jobs_table([]), elem_id="jobs-table", js_on_load=JS_JOB_ACTIONS)
             segments = _html(render_segments([]), elem_id="segments-table")
-            files = gr.File(
-                label="Subtitles and transcript (SRT, VTT, JSON, TXT)",
-                file_count="multiple",
-                elem_id="subtitle-files",
-                interactive=False,
-                visible=False,
-            )
     return SimpleNamespace(
-        audio=audio,
+        files=files,
+        recording=recording,
         model=model,
         language=language,
         device=device,
         button=button,
         stage=stage,
+        jobs=jobs,
         segments=segments,
-        files=files,
     )
 
 
@@ -237,8 +263,8 @@ def _models_tab(choices: SimpleNamespace) -> SimpleNamespace:
                         min_width=140,
                     )
                     device = gr.Dropdown(
-                        list(DEVICES),
-                        value="auto",
+                        choices.devices,
+                        value=AUTO,
                         label="Device",
                         elem_id="device-select",
                         scale=1,
@@ -312,9 +338,11 @@ def _wire_live(
     models: SimpleNamespace,
     panel: SimpleNamespace,
     system_html: gr.HTML,
+    tx: SimpleNamespace,
 ) -> SimpleNamespace:
     """The one timer (and the page load) redraw everything from the server's snapshot."""
-    downloads, preload = services.downloads, services.preload
+    downloads, preload, transcriptions = services.downloads, services.preload, services.transcriptions
+    key = results_key(services)
     outputs = [
         timer,
         header.badge,
@@ -323,10 +351,14 @@ def _wire_live(
         panel.models,
         panel.preload_card,
         system_html,
+        tx.jobs,
+        tx.segments,
+        tx.shown,
         *models.buttons,
         *panel.buttons,
     ]
     selects = [models.model, panel.model]
+    inputs = [*selects, tx.pinned, tx.shown]
 
     def buttons(snap: list[dict], pre: dict, selected: str | None, selected_panel: str | None) -> list:
         tab, side = button_states(snap, selected, pre), button_states(snap, selected_panel, pre)
@@ -334,30 +366,64 @@ def _wire_live(
             gr.Button(interactive=side[k]) for k in PANEL_BUTTON_KEYS
         ]
 
-    def refresh(selected: str | None, selected_panel: str | None) -> list:
-        snap, pre = downloads.snapshot(), preload.status()
+    def refresh(
+        selected: str | None, selected_panel: str | None, pinned: str | None, shown: str | None
+    ) -> list:
+        snap, pre, jobs = downloads.snapshot(), preload.status(), transcriptions.snapshot()
         preload_html = render_preload(pre)
+        show = job_to_show(jobs, pinned)
+        show_id = show["id"] if show else None
+        # The segment table is redrawn only when another job is to be shown (it can be long).
+        if show_id == shown:
+            segments = (gr.skip(), gr.skip())
+        else:
+            segments = (job_segments(transcriptions, show), show_id)
         return [
-            gr.Timer(value=tick_interval(snap, pre)),
-            render_badge(snap, pre),
+            gr.Timer(value=tick_interval(snap, pre, jobs)),
+            render_badge(snap, pre, jobs),
             render_models_table(snap),
             preload_html,
             render_panel(snap),
             preload_html,
             render_system(system_report(services.store), pre) + _workers_html(services),
+            render_jobs_table(jobs, {j["id"]: result_links(j, key) for j in jobs}, show_id),
+            *segments,
             *buttons(snap, pre, selected, selected_panel),
         ]
 
     def refresh_buttons(selected: str | None, selected_panel: str | None) -> list:
         return buttons(downloads.snapshot(), preload.status(), selected, selected_panel)
 
+    def device_labels() -> list:
+        # "auto (cpu)" becomes exact once torch has been imported: new pages get the exact word.
+        devices = device_choices(auto_device_hint())
+        return [gr.Dropdown(choices=devices), gr.Dropdown(choices=devices)]
+
     quiet = {"show_progress": "hidden", **PRIVATE}
-    timer.tick(refresh, selects, outputs, concurrency_limit=None, **quiet)
-    demo.load(refresh, selects, outputs, concurrency_limit=None, **quiet)
+    timer.tick(refresh, inputs, outputs, concurrency_limit=None, **quiet)
+    demo.load(refresh, inputs, outputs, concurrency_limit=None, **quiet)
+    demo.load(device_labels, None, [tx.device, models.device], queue=False, **quiet)
     demo.load(None, js=JS_RESTORE_PANEL)
     for select in selects:
         select.change(refresh_buttons, selects, [*models.buttons, *panel.buttons], queue=False, **quiet)
-    return SimpleNamespace(refresh=refresh, selects=selects, outputs=outputs)
+    return SimpleNamespace(refresh=refresh, inputs=inputs, outputs=outputs)
+
+
+def results_key(services: Services) -> bytes | None:
+    """The key that signs result links, as api.py derives it from the auth token (None without one)."""
+    token = services.settings.auth_token
+    return hashlib.sha256(b"results:" + token.get_secret_value().encode()).digest() if token else None
+
+
+def job_segments(transcriptions: TranscriptionManager, job: dict[str, Any] | None) -> str:
+    """The segment table of a finished job (read from its result on disk)."""
+    if job is None:
+        return render_segments([])
+    try:
+        rows = segment_rows(transcriptions.transcript(job["id"]))
+    except (ModelMgrError, OSError, ValueError) as exc:  # removed or expired meanwhile
+        return render_segments([], f"{job_title(job)} · ⚠️ {exc}", job["id"])
+    return render_segments(rows, job_title(job), job["id"])
 
 
 def _workers_html(services: Services) -> str:
@@ -437,7 +503,7 @@ def _wire_actions(
         return said(run)
 
     act = {"concurrency_limit": None, "show_progress": "hidden", **PRIVATE}
-    redraw = (live.refresh, live.selects, live.outputs)
+    redraw = (live.refresh, live.inputs, live.outputs)
     then = {"queue": False, "show_progress": "hidden", **PRIVATE}
     # The Models tab downloads with the alignment model of the language chosen there; the panel
     # with the model's defaults.
@@ -466,168 +532,86 @@ def _wire_actions(
     models.clear.click(clear_cache, None, models.message, **act).then(*redraw, **then)
 
 
-def _wire_transcribe(services: Services, tx: SimpleNamespace) -> None:
-    """Audio -> (load models, showing download/load progress) -> pipeline stages -> table + files."""
-    preload = services.preload
+def _wire_transcribe(services: Services, tx: SimpleNamespace, live: SimpleNamespace) -> None:
+    """Transcribe queues jobs and returns; the timer shows them; the table's buttons act on them."""
+    manager = services.transcriptions
 
-    def transcribe(audio_path: str | None, model_id: str, language: str, device: str) -> Iterator[tuple]:
-        keep = (gr.skip(), gr.skip())
-        if not audio_path:
-            gr.Warning("Upload or record some audio first.")
-            yield (render_stage("Upload or record some audio first.", "err"), *keep)
-            return
-        lang = language_arg(language)
-        started = time.monotonic()
-        stage_now = {"name": "decoding"}
-        result: dict[str, Any] = {}
-
-        def pipeline() -> None:
-            transcript = run_pipeline(
-                audio_path,
-                language=lang,
-                device=device,
-                get_whisper=preload.whisper,
-                get_aligner=preload.aligner,
-                on_stage=lambda name: stage_now.update(name=name),
-            )
-            out_dir = Path(tempfile.mkdtemp(prefix="whisperx-studio-"))
-            result["files"] = write_all(transcript, out_dir, output_stem(audio_path))
-            result["transcript"] = transcript
-
+    def submit(
+        files: list[str] | None, recording: str | None, model_id: str, language: str, device: str
+    ) -> tuple:
+        paths = [Path(p) for p in (files or [])] + ([Path(recording)] if recording else [])
+        # The click's JavaScript disabled the button in the page; saying "disabled" here too lets
+        # the next step's "enabled" reach the page (an unchanged value would not be sent).
+        again = gr.Button(interactive=False)
+        if not paths:
+            gr.Warning("Add audio files or record some audio first.")
+            return render_stage(submitted_text([], []), "err"), gr.skip(), gr.skip(), again
+        queued: list[str] = []
+        failed: list[tuple[str, str]] = []
         try:
-            yield (render_stage("Preparing the models…"), [], gr.File(value=None, visible=False))
-            if services.distributed:  # a worker runs it: submit a job and follow it
-                for item in run_as_job(services, audio_path, model_id, lang, device):
-                    if isinstance(item, str):
-                        yield (render_stage(esc(item)), *keep)
-                    else:
-                        result["transcript"], result["files"] = item
-            else:
-                for text in _wait(
-                    lambda: preload.ensure_ready(model_id, lang, device),
-                    lambda: _loading_stage(services, model_id),
-                ):
-                    yield (render_stage(esc(text)), *keep)
-                for name in _wait(pipeline, lambda: stage_now["name"]):
-                    yield (render_stage(esc(stage_text(name, model_id))), *keep)
+            options = manager.validate(
+                JobOptions(model=model_id, language=language_arg(language), device=device or AUTO)
+            )
         except ModelMgrError as exc:
             gr.Warning(exc.message)
-            yield (render_stage(f"⚠️ {esc(exc.message)}", "err"), *keep)
-            return
-        except Exception as exc:  # the UI boundary: say it in words, keep the worker alive
-            log.exception("transcription failed")
-            gr.Warning(f"Transcription failed: {exc}")
-            yield (render_stage(f"⚠️ Transcription failed: {esc(exc)}", "err"), *keep)
-            return
-        transcript, paths = result["transcript"], result["files"]
-        yield (
-            render_stage(done_text(transcript, time.monotonic() - started), "ok"),
-            render_segments(segment_rows(transcript)),
-            gr.File(value=[str(paths[fmt]) for fmt in OUTPUT_FORMATS if fmt in paths], visible=True),
-        )
+            return render_stage(f"⚠️ {esc(exc.message)}", "err"), gr.skip(), gr.skip(), again
+        for path in paths:
+            try:
+                submit_copy(manager, path, path.name, options)
+                queued.append(path.name)
+            except ModelMgrError as exc:
+                failed.append((path.name, exc.message))
+            except Exception as exc:  # the UI boundary: a bug must still be said in words
+                log.exception("queueing %s failed", path.name)
+                failed.append((path.name, f"unexpected error: {exc}"))
+        kind = "err" if failed else "ok"
+        # Queued files leave the inputs, so a second click does not queue them twice.
+        clear = (gr.File(value=None), gr.Audio(value=None)) if queued else (gr.skip(), gr.skip())
+        return render_stage(submitted_text(queued, failed), kind), *clear, again
 
-    # Default concurrency (1): transcriptions share the one preloaded model, so they take turns in
-    # Gradio's queue; every other event (timer, buttons) has its own unlimited lane.
+    def job_action(evt: gr.EventData, pinned: str | None) -> tuple:
+        action, job_id = getattr(evt, "action", None), str(getattr(evt, "job", "") or "")
+        try:
+            job = manager.get(job_id)
+            if action == "show":
+                return render_stage(f"Showing <b>{esc(job.filename)}</b>.", "ok"), job_id
+            if action == "cancel":
+                manager.cancel(job_id)
+                return render_stage(f"Cancelled <b>{esc(job.filename)}</b>.", "ok"), pinned
+            if action == "remove":
+                manager.delete(job_id)
+                return render_stage(f"Removed <b>{esc(job.filename)}</b>.", "ok"), pinned
+            return render_stage(f"⚠️ Unknown action {esc(action)}.", "err"), pinned
+        except ModelMgrError as exc:
+            return render_stage(f"⚠️ {esc(exc.message)}", "err"), pinned
+
+    act = {"concurrency_limit": None, "show_progress": "hidden", **PRIVATE}
+    then = {"queue": False, "show_progress": "hidden", **PRIVATE}
     tx.button.click(
-        transcribe,
-        [tx.audio, tx.model, tx.language, tx.device],
-        [tx.stage, tx.segments, tx.files],
-        show_progress="minimal",
-        show_progress_on=[tx.stage],
-        **PRIVATE,
+        submit,
+        [tx.files, tx.recording, tx.model, tx.language, tx.device],
+        [tx.stage, tx.files, tx.recording, tx.button],
+        js=JS_DISABLE_TRANSCRIBE,
+        **act,
+    ).then(lambda: gr.Button(interactive=True), None, tx.button, **then).then(
+        live.refresh, live.inputs, live.outputs, **then
+    )
+    tx.jobs.job_action(job_action, [tx.pinned], [tx.stage, tx.pinned], **act).then(
+        live.refresh, live.inputs, live.outputs, **then
     )
 
 
-def run_as_job(
-    services: Services, audio_path: str, model_id: str, language: str | None, device: str
-) -> Iterator[str | tuple[Any, dict[str, Path]]]:
-    """Distributed mode: submit the audio as a job (a worker runs it) and follow it.
-
-    Yields what is happening in words, then ``(transcript, {format: path})``; raises the
-    job's error (or ``QueueUnavailable`` when Redis cannot be reached) as a ModelMgrError.
-    """
-    manager = services.transcriptions
+def submit_copy(manager: TranscriptionManager, path: Path, filename: str, options: JobOptions) -> Job:
+    """Queue a copy of an uploaded file (the manager moves what it is given; Gradio keeps its own)."""
+    limit = manager.settings.max_upload_bytes
+    if path.stat().st_size > limit:  # the same limit as the API's uploads
+        raise PayloadTooLarge(f"{filename} is over the upload limit of {human_bytes(limit)}")
     manager.root.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=manager.root, prefix=".upload-")
-    os.close(fd)
+    copy = Path(tmp)
     try:
-        shutil.copyfile(audio_path, tmp)
-        options = JobOptions(model=model_id, language=language, device=device, formats=OUTPUT_FORMATS)
-        job = manager.submit(Path(tmp), Path(audio_path).name, options)
+        with open(fd, "wb") as out, path.open("rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+        return manager.submit(copy, filename, options)
     finally:
-        Path(tmp).unlink(missing_ok=True)
-    last = None
-    while not job.done.wait(0.5):
-        job = manager.get(job.id)
-        text = _job_text(services, job.describe(), model_id)
-        if text != last:
-            last = text
-            yield text
-    if job.status != "done":
-        error = job.error or {"code": job.status, "message": f"the transcription was {job.status}"}
-        raise from_code(error["code"], error["message"])
-    # Copies in a temp folder under the upload's name: Gradio serves files from there (not from
-    # the shared data folder), as it does for the in-process path.
-    out_dir = Path(tempfile.mkdtemp(prefix="whisperx-studio-"))
-    files = {}
-    for fmt in OUTPUT_FORMATS:
-        files[fmt] = out_dir / f"{output_stem(audio_path)}.{fmt}"
-        shutil.copyfile(manager.result(job.id, fmt), files[fmt])
-    yield manager.transcript(job.id), files
-
-
-def _job_text(services: Services, job: dict[str, Any], model_id: str) -> str:
-    worker = f" on {job['worker']}" if job.get("worker") else ""
-    status = job["status"]
-    if status == "queued":
-        if not services.transcriptions.workers():  # type: ignore[attr-defined]
-            return "No worker is connected: the job waits as queued until one starts."
-        return "Waiting for a free worker…"
-    if status == "downloading":
-        return f"Downloading {model_id}{worker}: {format_percent(job.get('progress'))}"
-    if status == "loading":
-        return f"Loading {model_id}{worker}…"
-    return f"{stage_text(status, model_id)}{worker} {format_percent(job.get('progress'))}"
-
-
-def _wait(work: Callable[[], Any], describe: Callable[[], str], every_s: float = 0.5) -> Iterator[str]:
-    """Run ``work`` in a thread; yield ``describe()`` whenever it changes; re-raise its error."""
-    future: Future = Future()
-
-    def runner() -> None:
-        try:
-            future.set_result(work())
-        except BaseException as exc:  # handed to the caller through the future
-            future.set_exception(exc)
-
-    threading.Thread(target=runner, name="ui-work", daemon=True).start()
-    last = None
-    while True:
-        try:
-            future.result(timeout=every_s)
-            return
-        except TimeoutError:
-            text = describe()
-            if text != last:
-                last = text
-                yield text
-
-
-def _loading_stage(services: Services, model_id: str) -> str:
-    """Words for what the preload is doing: downloading (with progress) or loading."""
-    state = services.preload.status().get("state")
-    if state == "downloading":
-        try:
-            m = services.downloads.describe(services.catalog.get(model_id))
-        except ModelMgrError:
-            return "Downloading the models…"
-        if m["status"] in IN_FLIGHT:
-            p = m["progress"]
-            return (
-                f"Downloading {model_id}: {format_percent(p.get('percent'))} "
-                f"({human_speed(p.get('speed_bps'))}, ETA {format_eta(p.get('eta_s'))})"
-            )
-        return "Downloading the alignment model…"
-    if state == "loading":
-        return f"Loading {model_id} into memory…"
-    return "Preparing the models…"
+        copy.unlink(missing_ok=True)

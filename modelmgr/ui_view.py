@@ -1,7 +1,8 @@
 """What the studio shows, as pure functions of the managers' snapshots.
 
 No Gradio here: every helper turns a snapshot (``downloads.snapshot()``,
-``preload.status()``, ``system_report()``, a ``Transcript``) into text or HTML,
+``preload.status()``, ``transcriptions.snapshot()``, ``system_report()``, a
+``Transcript``) into text or HTML,
 so it is unit tested without a browser (tests/test_ui.py). ``ui.py`` wires
 them to components.
 """
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from .transcriptions import IN_FLIGHT as JOB_IN_FLIGHT
 
 IN_FLIGHT = frozenset({"queued", "downloading", "verifying"})
 PRELOAD_BUSY = frozenset({"downloading", "loading"})
-FAST_TICK_S = 1.0  # while anything is queued, downloading, verifying or loading
+FAST_TICK_S = 1.0  # while anything is queued, downloading, verifying, loading or transcribing
 IDLE_TICK_S = 3.0
 AUTO = "auto"
 DEVICES = ("auto", "cpu", "cuda")
@@ -122,10 +124,16 @@ def find_model(snapshot: Sequence[dict[str, Any]], model_id: str | None) -> dict
     return next((m for m in snapshot if m["id"] == model_id), None)
 
 
-def busy(snapshot: Sequence[dict[str, Any]], preload: dict[str, Any] | None = None) -> bool:
+def busy(
+    snapshot: Sequence[dict[str, Any]],
+    preload: dict[str, Any] | None = None,
+    jobs: Sequence[dict[str, Any]] = (),
+) -> bool:
     """Is anything in flight (so the timer should tick fast)?"""
-    return any(m["status"] in IN_FLIGHT for m in snapshot) or bool(
-        preload and preload.get("state") in PRELOAD_BUSY
+    return (
+        any(m["status"] in IN_FLIGHT for m in snapshot)
+        or bool(preload and preload.get("state") in PRELOAD_BUSY)
+        or any(j["status"] in JOB_IN_FLIGHT for j in jobs)
     )
 
 
@@ -146,8 +154,17 @@ def button_states(
     }
 
 
-def tick_interval(snapshot: Sequence[dict[str, Any]], preload: dict[str, Any] | None = None) -> float:
-    return FAST_TICK_S if busy(snapshot, preload) else IDLE_TICK_S
+def tick_interval(
+    snapshot: Sequence[dict[str, Any]],
+    preload: dict[str, Any] | None = None,
+    jobs: Sequence[dict[str, Any]] = (),
+) -> float:
+    return FAST_TICK_S if busy(snapshot, preload, jobs) else IDLE_TICK_S
+
+
+def device_choices(auto_resolves_to: str) -> list[tuple[str, str]]:
+    """The device dropdown says what "auto" means on this machine; the value stays "auto"."""
+    return [(f"auto ({auto_resolves_to})", AUTO), *[(d, d) for d in DEVICES if d != AUTO]]
 
 
 def describe_start(model_id: str, status: str, languages: list[str] | None = None) -> str:
@@ -272,7 +289,9 @@ def render_preload(status: dict[str, Any]) -> str:
     )
 
 
-def render_badge(snapshot: Sequence[dict[str, Any]], preload: dict[str, Any]) -> str:
+def render_badge(
+    snapshot: Sequence[dict[str, Any]], preload: dict[str, Any], jobs: Sequence[dict[str, Any]] = ()
+) -> str:
     """The header's one-line summary."""
     counts: dict[str, int] = {}
     for m in snapshot:
@@ -292,6 +311,12 @@ def render_badge(snapshot: Sequence[dict[str, Any]], preload: dict[str, Any]) ->
         pills.append(("busy", f"preload {state}"))
     elif state == "error":
         pills.append(("", "preload failed"))
+    running = sum(1 for j in jobs if j["status"] in JOB_IN_FLIGHT and j["status"] != "queued")
+    waiting = sum(1 for j in jobs if j["status"] == "queued")
+    if running:
+        pills.append(("busy", "transcribing"))
+    if waiting:
+        pills.append(("busy", f"{waiting} file{'s' if waiting != 1 else ''} queued"))
     return "".join(f'<span class="mm-pill {cls}">{esc(text)}</span>' for cls, text in pills)
 
 
@@ -430,10 +455,16 @@ def segment_rows(transcript: Any) -> list[list[str]]:
     return rows
 
 
-def render_segments(rows: Sequence[Sequence[str]]) -> str:
-    """The segment table as HTML (gr.Dataframe would import pandas and matplotlib, ~1 s of start-up)."""
+def render_segments(rows: Sequence[Sequence[str]], title: str = "", job_id: str | None = None) -> str:
+    """The segment table as HTML (gr.Dataframe would import pandas and matplotlib, ~1 s of start-up).
+
+    ``title`` names the job shown (HTML, escaped by the caller); ``data-job`` says which one it is.
+    """
+    caption = f'<div class="mm-seg-title">{title}</div>' if title else ""
+    attrs = f' data-job="{esc(job_id)}"' if job_id else ""
     if not rows:
-        return '<div class="mm-table-wrap mm-segments"><p class="mm-sub">No segments yet.</p></div>'
+        empty = "No segments yet." if not title else "This transcription has no segments."
+        return f'<div class="mm-table-wrap mm-segments"{attrs}>{caption}<p class="mm-sub">{empty}</p></div>'
     head = "".join(f"<th>{esc(h)}</th>" for h in SEGMENT_HEADERS)
     body = "".join(
         f'<tr data-row="{i}">'
@@ -442,7 +473,7 @@ def render_segments(rows: Sequence[Sequence[str]]) -> str:
         for i, row in enumerate(rows)
     )
     return (
-        '<div class="mm-table-wrap mm-segments"><table class="mm-table">'
+        f'<div class="mm-table-wrap mm-segments"{attrs}>{caption}<table class="mm-table">'
         f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
     )
 
@@ -451,32 +482,164 @@ def render_stage(text: str, kind: str = "") -> str:
     return f'<div class="mm-stage {esc(kind)}" data-kind="{esc(kind or "running")}">{text}</div>'
 
 
-STAGES = {
-    "decoding": "Decoding the audio…",
-    "transcribing": "Transcribing with {model}…",
-    "aligning": "Aligning the words…",
-    "done": "Writing the subtitle files…",
+def language_arg(language: str | None) -> str | None:
+    return None if not language or language == AUTO else language
+
+
+# ----------------------------------------------------------------------------
+# Transcription jobs (``transcriptions.snapshot()``: newest first)
+# ----------------------------------------------------------------------------
+JOB_HEADERS = ["File", "Status", "Progress", "Results", ""]
+JOB_LABELS = {
+    "queued": "waiting",
+    "downloading": "downloading",
+    "loading": "loading",
+    "transcribing": "transcribing",
+    "aligning": "aligning",
+    "done": "done",
+    "error": "error",
+    "cancelled": "cancelled",
 }
 
 
-def stage_text(name: str, model_id: str) -> str:
-    """The pipeline's stage name in words."""
-    return STAGES.get(name, name.capitalize() + "…").format(model=model_id)
+def job_stage_text(job: dict[str, Any]) -> str:
+    """What a job is doing, in words: the stage, and how far along where that is known."""
+    status = job["status"]
+    percent = format_percent(job.get("progress"))
+    if status == "queued":
+        position = job.get("queue_position")
+        return f"waiting (#{position} in the queue)" if position else "waiting"
+    if status == "downloading":
+        download = job.get("download") or {}
+        model = download.get("model") or (job.get("options") or {}).get("model") or "the model"
+        return f"downloading {model} {format_percent(download.get('percent', job.get('progress')))}"
+    if status == "loading":
+        return "loading the model"
+    if status == "transcribing":
+        return f"transcribing {percent}"
+    if status == "aligning":
+        return "aligning the words"
+    if status == "done":
+        n = job.get("segments") or 0
+        audio = f" from {job['duration_s']:.1f} s of audio" if job.get("duration_s") is not None else ""
+        return f"done: {n} segment{'s' if n != 1 else ''}{audio}"
+    if status == "cancelled":
+        return "cancelled"
+    if status == "error":
+        return "error"
+    return status.replace("_", " ")
 
 
-def done_text(transcript: Any, took_s: float) -> str:
-    n = len(transcript.segments)
+def job_settings_text(job: dict[str, Any]) -> str:
+    """Model · language (asked for, or detected) · device (resolved once the job has run)."""
+    options = job.get("options") or {}
+    language = job.get("language") or options.get("language") or "auto"
+    device = job.get("device") or options.get("device") or AUTO
+    return " · ".join(str(x) for x in (options.get("model", "?"), language, device))
+
+
+def newest_done(jobs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The most recently finished successful job (the snapshot is newest first by submission)."""
+    done = [j for j in jobs if j["status"] == "done"]
+    return max(done, key=lambda j: j.get("finished_at") or 0.0) if done else None
+
+
+def job_to_show(jobs: Sequence[dict[str, Any]], pinned: str | None) -> dict[str, Any] | None:
+    """The job whose segments are shown: the one the user picked while it exists, else the newest done."""
+    chosen = next((j for j in jobs if j["id"] == pinned and j["status"] == "done"), None)
+    return chosen or newest_done(jobs)
+
+
+def job_title(job: dict[str, Any]) -> str:
+    """The caption above a job's segment table (HTML)."""
+    return f"<b>{esc(job['file']['name'])}</b> · {esc(job_settings_text(job))}"
+
+
+def _job_button(action: str, job_id: str, label: str) -> str:
     return (
-        f"Done: {n} segment{'s' if n != 1 else ''} from {transcript.duration:.1f} s of audio, "
-        f"language <b>{esc(transcript.language)}</b>, in {took_s:.1f} s."
+        f'<button type="button" class="mm-job-btn mm-job-{action}" data-action="{action}" '
+        f'data-job="{esc(job_id)}">{esc(label)}</button>'
     )
 
 
-def output_stem(audio_path: str) -> str:
-    """Subtitle file names follow the uploaded file's name."""
-    stem = Path(audio_path).stem.strip()
-    return stem if stem and stem not in {".", ".."} else "audio"
+def render_jobs_table(
+    jobs: Sequence[dict[str, Any]],
+    links: Mapping[str, Mapping[str, str]] | None = None,
+    shown: str | None = None,
+) -> str:
+    """The transcription queue: one row per job (``tr[data-job][data-status]``), newest first.
+
+    ``links`` maps a job id to its result URLs by format (signed by the caller); ``shown`` is
+    the job whose segments are on screen. The buttons carry ``data-action``/``data-job``;
+    ui.py turns a click on one into a manager call.
+    """
+    if not jobs:
+        return (
+            '<div class="mm-table-wrap mm-jobs"><p class="mm-empty">No transcriptions yet. '
+            "Add audio files and press Transcribe.</p></div>"
+        )
+    links = links or {}
+    head = "".join(f"<th>{h}</th>" for h in JOB_HEADERS)
+    body = []
+    for job in jobs:
+        status, job_id = job["status"], job["id"]
+        active = status in JOB_IN_FLIGHT and status != "queued"
+        status_cell = (
+            f'<span class="mm-status mm-status-text">{esc(JOB_LABELS.get(status, status))}</span>'
+            f'<div class="mm-stage-text">{esc(job_stage_text(job))}</div>'
+        )
+        if active:
+            percent = (job.get("download") or {}).get("percent", job.get("progress"))
+            status_cell += _bar(percent if status in ("downloading", "transcribing") else None)
+        if job.get("error"):
+            status_cell += f'<div class="mm-error-text">{esc(job["error"].get("message", ""))}</div>'
+        if status == "done":
+            percent_text = "100%"
+        elif status in ("downloading", "transcribing"):
+            percent_text = format_percent((job.get("download") or {}).get("percent", job.get("progress")))
+        else:
+            percent_text = "—"
+        name = job["file"]["name"]
+        results = " ".join(
+            f'<a class="mm-result" href="{esc(url)}" download="{esc(_stem(name))}.{esc(fmt)}" '
+            f'data-format="{esc(fmt)}">{esc(fmt.upper())}</a>'
+            for fmt, url in (links.get(job_id) or {}).items()
+        )
+        actions = []
+        if status == "done":
+            actions.append(_job_button("show", job_id, "Showing" if job_id == shown else "Show"))
+        if status in JOB_IN_FLIGHT:
+            actions.append(_job_button("cancel", job_id, "Cancel"))
+        else:
+            actions.append(_job_button("remove", job_id, "Remove"))
+        classes = f"st-{esc(status)}" + (" mm-shown" if job_id == shown else "")
+        body.append(
+            f'<tr data-job="{esc(job_id)}" data-status="{esc(status)}" class="{classes}">'
+            f'<td class="c-file"><span class="mm-name">{esc(name)}</span>'
+            f'<div class="mm-sub c-model">{esc(job_settings_text(job))}</div>'
+            f'<div class="mm-sub">{esc(human_bytes(job["file"].get("size_bytes")))}</div></td>'
+            f'<td class="c-status">{status_cell}</td>'
+            f'<td class="c-num c-percent">{esc(percent_text)}</td>'
+            f'<td class="c-results">{results or "—"}</td>'
+            f'<td class="c-actions">{"".join(actions)}</td></tr>'
+        )
+    return (
+        '<div class="mm-table-wrap mm-jobs"><table class="mm-table">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
-def language_arg(language: str | None) -> str | None:
-    return None if not language or language == AUTO else language
+def _stem(name: str) -> str:
+    stem = name.rsplit(".", 1)[0].strip() if "." in name else name.strip()
+    return stem or "transcript"
+
+
+def submitted_text(queued: Sequence[str], failed: Sequence[tuple[str, str]]) -> str:
+    """What the Transcribe button did, in words (HTML)."""
+    parts = []
+    if queued:
+        names = ", ".join(f"<b>{esc(n)}</b>" for n in queued)
+        parts.append(f"Queued {len(queued)} file{'s' if len(queued) != 1 else ''}: {names}.")
+    for name, message in failed:
+        parts.append(f"⚠️ <b>{esc(name)}</b>: {esc(message)}")
+    return "<br>".join(parts) or "Add audio files or record some audio first."

@@ -430,17 +430,19 @@ def test_the_openai_api_runs_on_the_workers_and_streams_their_segments(cluster: 
     assert not (cluster.settings.hub_cache / "models--Systran--faster-whisper-tiny").exists()
 
 
-def test_the_transcribe_tab_sends_its_job_to_a_worker(cluster: Cluster, tiny) -> None:
-    from modelmgr.ui import run_as_job
+def test_the_transcribe_tab_s_jobs_run_on_the_workers(cluster: Cluster, tiny) -> None:
+    from modelmgr.transcriptions import JobOptions
+    from modelmgr.ui import job_segments, submit_copy
 
-    items = list(run_as_job(cluster.web.services, str(tiny.wav), "tiny", "zh", "auto"))
-    texts, (transcript, files) = items[:-1], items[-1]
-    assert all(isinstance(t, str) for t in texts)
-    assert any(" on w" in t for t in texts), texts  # it says which worker runs it
-    assert [s.text.strip() for s in transcript.segments] == ["你好世界", "hello world"]
-    assert files["txt"].read_text(encoding="utf-8").splitlines() == ["你好世界", "hello world"]
-    assert files["srt"].name == "speech.srt"
-    assert cluster.web.services.preload.status()["state"] == "idle", "nothing loaded in the web process"
+    services = cluster.web.services
+    options = JobOptions(model="tiny", language="zh")
+    job = submit_copy(services.transcriptions, tiny.wav, "speech.wav", options)
+    assert job.done.wait(TIMEOUT), "the relay finishes the job this process handed out"
+    assert job.status == "done", job.error
+    drawn = {j["id"]: j for j in services.transcriptions.snapshot()}[job.id]  # what the UI timer draws
+    assert drawn["status"] == "done" and drawn["worker"] in ("w1", "w2")
+    assert "你好世界" in job_segments(services.transcriptions, drawn)
+    assert services.preload.status()["state"] == "idle", "nothing loaded in the web process"
 
 
 def test_cancel_reaches_a_job_on_a_remote_worker(cluster: Cluster, tiny) -> None:

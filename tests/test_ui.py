@@ -6,10 +6,13 @@ import re
 
 import pytest
 
-from modelmgr import ui, ui_view
+from modelmgr import loaders, ui, ui_view
+from modelmgr.errors import InvalidAudio, PayloadTooLarge
 from modelmgr.services import Services
 from modelmgr.settings import Settings
 from modelmgr.subtitles import Segment, Transcript, Word
+from modelmgr.transcriptions import JobOptions
+from tests.tiny_models import make_wav
 
 
 def model(
@@ -41,6 +44,41 @@ def model(
         },
         "error": error,
         "align_models": [],
+    }
+
+
+def job(
+    job_id="a" * 32,
+    status="queued",
+    name="talk.wav",
+    progress=0.0,
+    position=None,
+    download=None,
+    error=None,
+    finished_at=None,
+    language=None,
+    device=None,
+    segments=None,
+    duration=None,
+):
+    return {
+        "id": job_id,
+        "status": status,
+        "progress": progress,
+        "file": {"name": name, "size_bytes": 96_000},
+        "options": {"model": "tiny", "language": "zh", "device": "auto", "formats": ["json", "srt"]},
+        "device": device,
+        "batch_size": None,
+        "language": language,
+        "duration_s": duration,
+        "segments": segments,
+        "download": download,
+        "error": error,
+        "created_at": 1.0,
+        "started_at": None,
+        "finished_at": finished_at,
+        "formats": ["json", "srt"] if status == "done" else [],
+        "queue_position": position,
     }
 
 
@@ -173,6 +211,15 @@ def test_the_timer_ticks_fast_only_while_something_moves():
     assert ui_view.tick_interval([model("tiny", "queued")]) == ui_view.FAST_TICK_S
     assert ui_view.tick_interval([model("tiny", "downloaded")], {"state": "loading"}) == ui_view.FAST_TICK_S
     assert ui_view.FAST_TICK_S <= 1.0 < ui_view.IDLE_TICK_S
+    for status in ("queued", "downloading", "loading", "transcribing", "aligning"):
+        assert ui_view.tick_interval([], PRELOAD_IDLE, [job(status=status)]) == ui_view.FAST_TICK_S
+    for status in ("done", "error", "cancelled"):
+        assert ui_view.tick_interval([], PRELOAD_IDLE, [job(status=status)]) == ui_view.IDLE_TICK_S
+
+
+def test_device_choices_say_what_auto_resolves_to():
+    assert ui_view.device_choices("cpu") == [("auto (cpu)", "auto"), ("cpu", "cpu"), ("cuda", "cuda")]
+    assert ui_view.device_choices("cuda")[0] == ("auto (cuda)", "auto")
 
 
 def test_describe_start_in_words():
@@ -232,6 +279,10 @@ def test_preload_card_and_badge():
         [model("tiny", "downloading"), model("base", "queued"), model("x", "downloaded")], ready
     )
     assert re.findall(r">([^<]+)</span>", badge) == ["1 downloading", "1 waiting", "1 on disk", "tiny loaded"]
+    with_jobs = ui_view.render_badge(
+        [], PRELOAD_IDLE, [job(status="transcribing"), job(status="queued"), job(status="queued")]
+    )
+    assert re.findall(r">([^<]+)</span>", with_jobs) == ["0 on disk", "transcribing", "2 files queued"]
 
 
 def test_system_gauges():
@@ -277,19 +328,99 @@ def test_transcript_helpers():
         ["0:00.00", "0:01.00", "你好", "你 0.00–0.50 · 好 ?–?"],
         ["0:01.00", "0:02.00", "hello world", ""],
     ]
-    assert (
-        ui_view.done_text(transcript, 1.25)
-        == "Done: 2 segments from 3.0 s of audio, language <b>zh</b>, in 1.2 s."
-    )
-    assert ui_view.stage_text("transcribing", "tiny") == "Transcribing with tiny…"
-    assert ui_view.stage_text("new_stage", "tiny") == "New_stage…"
-    assert ui_view.output_stem("/tmp/gradio/abc/my talk.mp3") == "my talk"
-    assert ui_view.output_stem("/tmp/gradio/abc/..") == "audio"
+    table = ui_view.render_segments(ui_view.segment_rows(transcript), "<b>talk.wav</b>", "a" * 32)
+    assert 'data-job="' + "a" * 32 + '"' in table
+    assert '<div class="mm-seg-title"><b>talk.wav</b></div>' in table
+    assert table.count("<tr data-row=") == 2 and "你 0.00–0.50" in table
+    assert "No segments yet." in ui_view.render_segments([])
+    assert "has no segments" in ui_view.render_segments([], "x", "b" * 32)
     assert (
         ui_view.language_arg("auto") is None
         and ui_view.language_arg(None) is None
         and ui_view.language_arg("zh") == "zh"
     )
+
+
+def test_job_stage_words_follow_the_job():
+    assert ui_view.job_stage_text(job(status="queued", position=2)) == "waiting (#2 in the queue)"
+    downloading = job(status="downloading", progress=41.0, download={"model": "tiny", "percent": 42.7})
+    assert ui_view.job_stage_text(downloading) == "downloading tiny 42%"
+    assert ui_view.job_stage_text(job(status="loading")) == "loading the model"
+    assert ui_view.job_stage_text(job(status="transcribing", progress=37.9)) == "transcribing 37%"
+    assert ui_view.job_stage_text(job(status="aligning")) == "aligning the words"
+    done = job(status="done", segments=3, duration=12.34)
+    assert ui_view.job_stage_text(done) == "done: 3 segments from 12.3 s of audio"
+    assert ui_view.job_stage_text(job(status="cancelled")) == "cancelled"
+    assert ui_view.job_settings_text(job()) == "tiny · zh · auto"
+    assert ui_view.job_settings_text(job(status="done", language="zh", device="cpu")) == "tiny · zh · cpu"
+
+
+def test_jobs_table_rows_carry_hooks_bars_links_and_buttons_and_escape_text():
+    assert "No transcriptions yet" in ui_view.render_jobs_table([])
+    jobs = [
+        job("1" * 32, "transcribing", progress=37.5),
+        job("2" * 32, "queued", name="<b>evil</b>.wav", position=1),
+        job("3" * 32, "done", segments=2, duration=3.0, finished_at=5.0),
+        job("4" * 32, "error", error={"code": "invalid_audio", "message": "not <audio>"}),
+    ]
+    links = {"3" * 32: {"srt": "api/transcriptions/333/result?format=srt&download=1&sig=x"}}
+    table = ui_view.render_jobs_table(jobs, links, shown="3" * 32)
+    rows = re.findall(r'<tr data-job="(\w+)" data-status="(\w+)"', table)
+    assert rows == [("1" * 32, "transcribing"), ("2" * 32, "queued"), ("3" * 32, "done"), ("4" * 32, "error")]
+    assert table.count("<progress") == 1 and 'value="37.5"' in table and ">37%<" in table
+    assert "waiting (#1 in the queue)" in table
+    assert "<b>evil</b>" not in table and "&lt;b&gt;evil&lt;/b&gt;.wav" in table
+    assert "not &lt;audio&gt;" in table
+    assert 'href="api/transcriptions/333/result?format=srt&amp;download=1&amp;sig=x"' in table
+    assert 'download="talk.srt"' in table and 'data-format="srt"' in table
+    buttons = re.findall(r'data-action="(\w+)" data-job="(\w)', table)
+    assert buttons == [("cancel", "1"), ("cancel", "2"), ("show", "3"), ("remove", "3"), ("remove", "4")]
+    assert 'class="st-done mm-shown"' in table and ">Showing<" in table
+
+
+def test_the_segments_shown_are_the_picked_job_else_the_newest_finished():
+    jobs = [
+        job("1" * 32, "transcribing"),
+        job("2" * 32, "done", finished_at=20.0),
+        job("3" * 32, "done", finished_at=30.0),
+        job("4" * 32, "error", finished_at=40.0),
+    ]
+    assert ui_view.job_to_show(jobs, None)["id"] == "3" * 32
+    assert ui_view.job_to_show(jobs, "2" * 32)["id"] == "2" * 32
+    assert ui_view.job_to_show(jobs, "9" * 32)["id"] == "3" * 32  # removed meanwhile
+    assert ui_view.job_to_show(jobs, "4" * 32)["id"] == "3" * 32  # a failed job has no segments
+    assert ui_view.job_to_show(jobs[:1], None) is None
+
+
+def test_submitted_text_names_queued_and_refused_files():
+    assert ui_view.submitted_text(["a.wav", "b.wav"], []) == "Queued 2 files: <b>a.wav</b>, <b>b.wav</b>."
+    text = ui_view.submitted_text(["a.wav"], [("<x>.txt", "not audio")])
+    assert "Queued 1 file: <b>a.wav</b>." in text and "&lt;x&gt;.txt</b>: not audio" in text
+    assert "first" in ui_view.submitted_text([], [])
+
+
+def test_submit_copy_queues_a_copy_and_refuses_bad_files_without_storing_them(tmp_path):
+    settings = Settings(hf_home=tmp_path / "hf", hf_endpoint="http://127.0.0.1:9", offline=True)
+    services = Services.build(settings)
+    manager = services.transcriptions  # offline: its job ends in an error, which does not matter here
+    wav = make_wav(tmp_path / "in" / "talk.wav", seconds=1.0)
+    options = manager.validate(JobOptions(model="tiny", language="zh"))
+
+    queued = ui.submit_copy(manager, wav, wav.name, options)
+    assert wav.exists(), "Gradio's own copy must stay where it is"
+    assert queued.filename == "talk.wav" and queued.input_path.exists()
+    assert [j["id"] for j in manager.snapshot()] == [queued.id]
+
+    text = tmp_path / "in" / "notes.wav"
+    text.write_text("not audio at all")
+    with pytest.raises(InvalidAudio):
+        ui.submit_copy(manager, text, text.name, options)
+    settings.max_upload_bytes = 10
+    with pytest.raises(PayloadTooLarge):
+        ui.submit_copy(manager, wav, wav.name, options)
+    assert [j["id"] for j in manager.snapshot()] == [queued.id]
+    assert sorted(p.name for p in manager.root.iterdir()) == [queued.id]  # no stray uploads
+    services.shutdown()
 
 
 def test_build_ui_has_the_contract_hooks_and_one_private_timer(tmp_path):
@@ -311,10 +442,23 @@ def test_build_ui_has_the_contract_hooks_and_one_private_timer(tmp_path):
         "download-btn-panel",
         "cancel-btn-panel",
         "audio-input",
+        "mic-input",
+        "tx-model",
+        "tx-language",
+        "tx-device",
+        "transcribe-btn",
+        "transcribe-stage",
+        "jobs-table",
         "segments-table",
-        "subtitle-files",
     }
     assert contract <= ids
+    devices = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "tx-device"][0]
+    assert devices.value == "auto"
+    assert devices.choices[0] == (f"auto ({loaders.auto_device_hint()})", "auto")
+    assert [t[1] for d in demo.fns.values() for t in d.targets].count("job_action") == 1
+    # Anything but a Tab directly inside gr.Tabs (a gr.State, say) duplicates the tab buttons.
+    tabs = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "main-tabs"][0]
+    assert {type(child).__name__ for child in tabs.children} == {"Tab"}
     timers = [b for b in demo.blocks.values() if b.__class__.__name__ == "Timer"]
     assert len(timers) == 1
     ticks = [d for d in demo.fns.values() if any(t[1] == "tick" for t in d.targets)]

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 
@@ -141,3 +142,85 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# --- transcription helpers ------------------------------------------------------------------------
+FINISHED_RE = re.compile(r"^(done|error|cancelled)$")
+SRT_TIME = re.compile(r"(\d\d):(\d\d):(\d\d),(\d\d\d) --> (\d\d):(\d\d):(\d\d),(\d\d\d)")
+
+
+def upload(page, *paths: Path) -> None:
+    """Put files into the Transcribe tab's file input and wait until it lists them (uploaded)."""
+    from playwright.sync_api import expect
+
+    page.locator("#audio-input input[type=file]").set_input_files([str(p) for p in paths])
+    for path in paths:  # Gradio lists "one.wav" as "one" and ".wav" in separate elements
+        name = re.compile(re.escape(path.stem) + r"\s*" + re.escape(path.suffix))
+        expect(page.locator("#audio-input")).to_contain_text(name)
+
+
+def job_rows(page):
+    return page.locator("#jobs-table tr[data-job]")
+
+
+def job_row(page, file_name: str):
+    return job_rows(page).filter(has=page.locator(".c-file", has_text=file_name))
+
+
+def wait_finished(row, timeout_ms: int = 240_000) -> str:
+    """Wait until a job row is done/error/cancelled; fail with its text unless it is done."""
+    from playwright.sync_api import expect
+
+    expect(row).to_have_attribute("data-status", FINISHED_RE, timeout=timeout_ms)
+    status = row.get_attribute("data-status")
+    assert status == "done", row.inner_text()
+    return status
+
+
+def segment_cells(page) -> list[list[str]]:
+    """The segment table's cells, checked: start <= end, in order, text in every row, word timings."""
+    from playwright.sync_api import expect
+
+    table = page.locator("#segments-table")
+    expect(table.locator('tr[data-row="0"] td[data-col="0"]')).to_be_visible()
+    cells = table.evaluate(
+        """(el) => [...el.querySelectorAll('tr[data-row]')].map(
+            (tr) => [...tr.querySelectorAll('td[data-col]')].map((td) => td.innerText.trim()))"""
+    )
+    assert cells, "no segments shown"
+    times = [(clock(row[0]), clock(row[1])) for row in cells]
+    assert all(start <= end for start, end in times), times
+    assert [t[0] for t in times] == sorted(t[0] for t in times)
+    assert all(row[2] for row in cells), cells  # every segment has text
+    assert re.search(r"\d+\.\d\d–\d+\.\d\d", " ".join(row[3] for row in cells)), cells  # word timings
+    return cells
+
+
+def fetch_srt(page, row) -> str:
+    """Follow the row's SRT link as the browser would (no token in the URL); check its cues."""
+    href = row.locator('a[data-format="srt"]').get_attribute("href")
+    response = page.request.get(urljoin(page.url, href))
+    assert response.status == 200, (response.status, response.text())
+    srt = response.text()
+    cues = [srt_span(m) for m in SRT_TIME.finditer(srt)]
+    assert cues, srt
+    assert all(start < end for start, end in cues), cues
+    assert [c[0] for c in cues] == sorted(c[0] for c in cues)
+    assert srt.lstrip().startswith("1\n")
+    return srt
+
+
+def clock(text: str) -> float:
+    """'1:02.50' or '1:01:02.50' -> seconds."""
+    seconds = 0.0
+    for part in text.split(":"):
+        seconds = seconds * 60 + float(part)
+    return seconds
+
+
+def srt_span(m: re.Match) -> tuple[int, int]:
+    g = [int(x) for x in m.groups()]
+    return (
+        ((g[0] * 60 + g[1]) * 60 + g[2]) * 1000 + g[3],
+        ((g[4] * 60 + g[5]) * 60 + g[6]) * 1000 + g[7],
+    )

@@ -1,10 +1,11 @@
 """The studio in a real browser: three-stage buttons, progress that survives closing,
 switching and reloading, one transfer per double click, many pages without extra
-SSE subscribers, and a transcription end to end with the tiny models."""
+SSE subscribers, a transcription end to end with the tiny models, and the job queue."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import time
 
 from playwright.sync_api import expect
@@ -13,17 +14,22 @@ from tests.conftest import wait_until
 from tests.e2e.conftest import (
     STATUS_RE,
     choose,
+    fetch_srt,
+    job_row,
+    job_rows,
     model_row,
     open_tab,
     row_bytes,
     screenshot,
+    segment_cells,
+    upload,
+    wait_finished,
     wait_row_bytes_above,
 )
 
 TINY_REPO = "Systran/faster-whisper-tiny"
 PANEL = "#panel-models"
 QUEUE_JOIN = "**/queue/join*"
-SRT_TIME = re.compile(r"(\d\d):(\d\d):(\d\d),(\d\d\d) --> (\d\d):(\d\d):(\d\d),(\d\d\d)")
 
 
 def server_bytes(live, model_id: str = "tiny") -> int:
@@ -236,64 +242,74 @@ def test_two_pages_show_the_same_progress_without_sse_subscribers(new_page, stud
 
 
 def test_transcribe_the_tiny_wav(page, studio, tiny):
-    page.locator("#audio-input input[type=file]").set_input_files(str(tiny.wav))
+    upload(page, tiny.wav)
     choose(page, "tx-model", "tiny")
     choose(page, "tx-language", "zh")
     choose(page, "tx-device", "cpu")
     expect(page.locator("#transcribe-btn")).to_be_enabled()
     page.locator("#transcribe-btn").click()
-    stage = page.locator("#transcribe-stage .mm-stage")
-    expect(stage).to_have_attribute("data-kind", re.compile("ok|err"), timeout=240_000)
-    assert stage.get_attribute("data-kind") == "ok", stage.inner_text()
+    # The click returns at once: the job is queued and the table shows it while it runs.
+    expect(page.locator("#transcribe-stage")).to_contain_text("Queued 1 file")
+    expect(page.locator("#transcribe-btn")).to_be_enabled()
+    expect(page.locator("#audio-input")).not_to_contain_text(tiny.wav.name)  # queued files leave the input
+    row = job_row(page, tiny.wav.name)
+    expect(row).to_have_count(1)
+    wait_finished(row)
+    expect(row.locator(".c-model")).to_contain_text("tiny · zh · cpu")
     screenshot(page, "transcribe-done")
 
-    # The segment table: start <= end, in order, with text and word timings.
-    table = page.locator("#segments-table")
-    expect(table.locator('tr[data-row="0"] td[data-col="0"]')).to_be_visible()
-    cells = table.evaluate(
-        """(el) => [...el.querySelectorAll('tr[data-row]')].map(
-            (tr) => [...tr.querySelectorAll('td[data-col]')].map((td) => td.innerText.trim()))"""
-    )
-    assert cells, "no segments shown"
-    times = [(_clock(row[0]), _clock(row[1])) for row in cells]
-    assert all(start <= end for start, end in times), times
-    assert [t[0] for t in times] == sorted(t[0] for t in times)
-    assert all(row[2] for row in cells), cells  # every segment has text
-    assert re.search(r"\d+\.\d\d–\d+\.\d\d", " ".join(row[3] for row in cells)), cells  # word timings
+    # The segment table shows the newest finished job, with its name.
+    segment_cells(page)
+    job_id = row.get_attribute("data-job")
+    expect(page.locator(f'#segments-table [data-job="{job_id}"]')).to_contain_text(tiny.wav.name)
 
-    # The downloads: the SRT has numbered cues with valid, ordered timings.
-    files = page.locator("#subtitle-files")
-    for ext in ("srt", "vtt", "json", "txt"):
-        expect(files.locator(f'a[download$=".{ext}"]')).to_have_count(1)
-    srt = page.request.get(files.locator('a[download$=".srt"]').get_attribute("href")).text()
-    cues = [_srt_span(m) for m in SRT_TIME.finditer(srt)]
-    assert cues, srt
-    assert all(start < end for start, end in cues), cues
-    assert [c[0] for c in cues] == sorted(c[0] for c in cues)
-    assert srt.lstrip().startswith("1\n")
-    assert "⚠" not in stage.inner_text()
+    # The downloads: a link per format; the SRT has numbered cues with valid, ordered timings.
+    for fmt in ("srt", "vtt", "json", "txt"):
+        expect(row.locator(f'a[data-format="{fmt}"]')).to_have_count(1)
+    fetch_srt(page, row)
+    assert "⚠" not in page.locator("#transcribe-stage").inner_text()
 
     # The System tab shows what is loaded now.
     open_tab(page, "System")
     expect(page.locator("#system-info")).to_contain_text("Whisper tiny on cpu")
     screenshot(page, "system")
 
-
-def _clock(text: str) -> float:
-    """'1:02.50' or '1:01:02.50' -> seconds."""
-    parts = [float(p) for p in text.split(":")]
-    seconds = 0.0
-    for part in parts:
-        seconds = seconds * 60 + part
-    return seconds
+    # Remove: the row goes, and so do its results.
+    open_tab(page, "Transcribe")
+    row.locator('button[data-action="remove"]').click()
+    expect(row).to_have_count(0)
+    expect(page.locator("#jobs-table")).to_contain_text("No transcriptions yet")
+    assert page.request.get(studio.url + f"/api/transcriptions/{job_id}").status == 404
 
 
-def _srt_span(m: re.Match) -> tuple[int, int]:
-    g = [int(x) for x in m.groups()]
-    return (
-        ((g[0] * 60 + g[1]) * 60 + g[2]) * 1000 + g[3],
-        ((g[4] * 60 + g[5]) * 60 + g[6]) * 1000 + g[7],
-    )
+def test_several_files_queue_up_and_can_be_cancelled_from_the_table(page, studio, hub, tiny, tmp_path):
+    hub.pause()  # the model download cannot finish: the jobs stay in flight
+    first, second = tmp_path / "first.wav", tmp_path / "second.wav"
+    for copy in (first, second):
+        shutil.copyfile(tiny.wav, copy)
+    upload(page, first, second)
+    choose(page, "tx-model", "tiny")
+    page.locator("#transcribe-btn").click()
+    expect(page.locator("#transcribe-stage")).to_contain_text("Queued 2 files")
+    expect(job_rows(page)).to_have_count(2)
+    running, waiting = job_row(page, "first.wav"), job_row(page, "second.wav")
+    expect(running).to_have_attribute("data-status", "downloading")
+    expect(running.locator(".mm-stage-text")).to_contain_text("downloading tiny")
+    expect(waiting).to_have_attribute("data-status", "queued")
+    expect(waiting.locator(".mm-stage-text")).to_have_text("waiting (#1 in the queue)")
+    screenshot(page, "transcribe-queue")
+
+    waiting.locator('button[data-action="cancel"]').click()
+    expect(waiting).to_have_attribute("data-status", "cancelled")
+    running.locator('button[data-action="cancel"]').click()
+    expect(running).to_have_attribute("data-status", "cancelled")
+    expect(page.locator("#transcribe-stage")).to_contain_text("Cancelled")
+    assert [j["status"] for j in studio.services.transcriptions.snapshot()] == ["cancelled", "cancelled"]
+    hub.resume()
+    for row in (waiting, running):
+        row.locator('button[data-action="remove"]').click()
+        expect(row).to_have_count(0)
+    assert studio.services.transcriptions.snapshot() == []
 
 
 def test_preload_clear_cache_and_delete(page, studio, hub):
