@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
 
         return worker_main(argv[1:])
     args = build_parser().parse_args(argv)
-    services = Services.build(settings or Settings())
+    # The CLI works on this machine's cache even where MODELMGR_REDIS_URL is set (no Redis needed).
+    services = Services.build(settings or Settings(), transcriptions=TranscriptionManager)
     try:
         return args.run(services, args)
     except (InvalidInput, ModelNotFound) as exc:
