@@ -397,6 +397,7 @@ def test_worker_events_reach_an_sse_client_in_order_and_after_a_reconnect(cluste
     assert stages == ["queued", "loading", "transcribing", "aligning", "done"], stages
     assert any(e.json().get("segment") for e in events), "segments stream from the worker"
     assert events[-1].json()["worker"] in ("w1", "w2")
+    assert events[-1].json()["queue"] == "model.tiny", "routed to the idle workers that have tiny loaded"
 
     # Reconnect from the middle: the missed events come back, same ids, same order.
     middle = events[len(events) // 2]
@@ -494,6 +495,9 @@ def test_download_to_all_workers_and_preload_on_one(cluster: Cluster) -> None:
         return all("base" in w["models_on_disk"] for w in workers(cluster))
 
     wait_until(everywhere, TIMEOUT, "base on every worker's disk")
+    relayed = [e.data for e in list(cluster.web.services.bus._replay) if e.name == "worker_model_progress"]
+    finished = {d["worker"] for d in relayed if d.get("model") == "base" and d.get("status") == "downloaded"}
+    assert finished == {"w1", "w2"}, "each worker's download events reach the web process's bus"
     assert not (cluster.settings.hub_cache / "models--Systran--faster-whisper-base").exists(), (
         "the web process's own cache is untouched"
     )
