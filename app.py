@@ -8,6 +8,7 @@ import logging
 import uvicorn
 
 from modelmgr.errors import QueueUnavailable
+from modelmgr.security import is_loopback, print_open_url, resolve_token
 from modelmgr.server import StudioServer, create_app
 from modelmgr.settings import Settings
 from modelmgr.share import share_in_background
@@ -17,7 +18,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="WhisperX transcription studio")
     parser.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 7860)")
-    parser.add_argument("--auth-token", help="require this token on the API (Authorization: Bearer ...)")
+    parser.add_argument(
+        "--auth-token",
+        help="require this token (visible in `ps`: prefer MODELMGR_AUTH_TOKEN or MODELMGR_AUTH_TOKEN_FILE)",
+    )
     parser.add_argument("--no-ui", action="store_true", help="serve the API only (fast start-up)")
     parser.add_argument("--share", action="store_true", help="also open a Gradio share link")
     parser.add_argument(
@@ -38,18 +42,22 @@ def main(argv: list[str] | None = None) -> None:
         }.items()
         if v
     }
-    settings = Settings(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.auth_token:
+        logging.warning(
+            "--auth-token shows the token to every user of this machine (ps); "
+            "prefer MODELMGR_AUTH_TOKEN or MODELMGR_AUTH_TOKEN_FILE"
+        )
+    # Beyond loopback, or with --share, a token is required: one is generated when none is set.
+    settings = Settings(**overrides)
+    settings, generated = resolve_token(settings, exposed=args.share or not is_loopback(settings.host))
     try:
         app = create_app(settings, ui=not args.no_ui)
     except QueueUnavailable as exc:  # distributed mode without Redis: refuse rather than half-work
         raise SystemExit(f"error: {exc.message}") from None
     config = uvicorn.Config(app, host=settings.host, port=settings.port, timeout_graceful_shutdown=5)
+    print_open_url(settings, generated=generated)
     if args.share:
-        if settings.auth_token is None:
-            logging.warning(
-                "--share without --auth-token: anyone with the link can download and delete models"
-            )
         share_in_background(settings.host, settings.port)
     StudioServer(config).run()
 

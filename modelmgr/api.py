@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -24,10 +26,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import errors
+from .api_docs import BUSY_RESPONSES, ERROR_RESPONSES, HUB_RESPONSES
 from .api_transcriptions import UPLOAD_PATHS, install_transcription_api
 from .events import CLOSED
+from .security import AUTHENTICATED
 from .services import Services
 from .system import system_report
+
+SHUTDOWN_GRACE_S = 2.0  # below uvicorn's timeout_graceful_shutdown (3-5 s here)
+# Last-Event-ID is a decimal event id; anything else (superscripts, 5,000 digits) means "absent".
+_EVENT_ID = re.compile(r"[0-9]{1,18}")
 
 STATUS: dict[type[errors.ModelMgrError], int] = {
     errors.InvalidInput: 400,
@@ -94,8 +102,8 @@ def install_api(app: FastAPI, services: Services) -> None:
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
 
     def require_auth(request: Request) -> None:
-        if token is None:
-            return
+        if token is None or request.scope.get(AUTHENTICATED):
+            return  # the security middleware already checked the token (header, query or cookie)
         given = request.headers.get("x-auth-token") or request.query_params.get("token") or ""
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
@@ -104,7 +112,7 @@ def install_api(app: FastAPI, services: Services) -> None:
             raise errors.Unauthorized("this server needs an auth token (Authorization: Bearer ...)")
 
     router = APIRouter(prefix="/api")
-    guarded = APIRouter(prefix="/api", dependencies=[Depends(require_auth)])
+    guarded = APIRouter(prefix="/api", dependencies=[Depends(require_auth)], responses=ERROR_RESPONSES)
 
     @router.get("/health")
     async def health() -> Any:
@@ -140,7 +148,7 @@ def install_api(app: FastAPI, services: Services) -> None:
     def list_models() -> dict[str, Any]:
         return {"models": services.downloads.snapshot()}
 
-    @guarded.post("/models/{model_id:path}/download", status_code=202)
+    @guarded.post("/models/{model_id:path}/download", status_code=202, responses=HUB_RESPONSES)
     def download(model_id: str, body: DownloadBody | None = None) -> dict[str, Any]:
         body = body or DownloadBody()
         result = services.downloads.start(model_id, languages=body.languages, with_align=body.with_align)
@@ -149,7 +157,7 @@ def install_api(app: FastAPI, services: Services) -> None:
             "model": services.downloads.describe(services.catalog.get(model_id)),
         }
 
-    @guarded.post("/models/{model_id:path}/cancel", status_code=202)
+    @guarded.post("/models/{model_id:path}/cancel", status_code=202, responses=BUSY_RESPONSES)
     def cancel(model_id: str) -> dict[str, Any]:
         services.downloads.cancel(model_id)
         return {
@@ -157,21 +165,50 @@ def install_api(app: FastAPI, services: Services) -> None:
             "model": services.downloads.describe(services.catalog.get(model_id)),
         }
 
-    @guarded.delete("/models/{model_id:path}")
+    @guarded.post("/models/{model_id:path}/verify", status_code=202, responses=BUSY_RESPONSES)
+    def verify(model_id: str) -> dict[str, Any]:
+        """Re-hash the files in a worker thread; watch /api/events or GET the model for the result."""
+        services.downloads.verify(model_id)
+        return {
+            "status": "verifying",
+            "model": services.downloads.describe(services.catalog.get(model_id)),
+        }
+
+    @guarded.post("/models/{model_id:path}/check-update", responses=HUB_RESPONSES)
+    def check_update(model_id: str) -> dict[str, Any]:
+        """Ask the hub now whether the model's revision moved."""
+        available = services.downloads.check_update(model_id)
+        return {
+            "update_available": available,
+            "model": services.downloads.describe(services.catalog.get(model_id)),
+        }
+
+    @guarded.post("/models/{model_id:path}/update", status_code=202, responses=HUB_RESPONSES)
+    def update(model_id: str) -> dict[str, Any]:
+        """Fetch the hub's current revision (changed files only) and move refs/main to it."""
+        result = services.downloads.update(model_id)
+        return {
+            "status": result.status,
+            "model": services.downloads.describe(services.catalog.get(model_id)),
+        }
+
+    @guarded.delete("/models/{model_id:path}", responses=BUSY_RESPONSES)
     def delete(model_id: str) -> dict[str, Any]:
         spec = services.catalog.get(model_id)
-        freed = services.downloads.delete(spec.id, loaded=services.preload.is_loaded(spec.id))
+        freed = services.downloads.delete(spec.id)  # refuses (409) when loaded, in use or busy
         return {
             "status": "deleted",
             "freed_bytes": freed,
             "model": services.downloads.describe(spec),
         }
 
-    @guarded.get("/models/{model_id:path}")
-    def get_model(model_id: str) -> dict[str, Any]:
+    @guarded.get("/models/{model_id:path}", responses=HUB_RESPONSES)
+    def get_model(model_id: str, check_update: bool = False) -> dict[str, Any]:
+        if check_update:
+            services.downloads.check_update(model_id)
         return services.downloads.describe(services.catalog.get(model_id))
 
-    @guarded.post("/preload/start", status_code=202)
+    @guarded.post("/preload/start", status_code=202, responses=HUB_RESPONSES)
     def preload_start(body: PreloadBody) -> dict[str, Any]:
         return services.preload.start(body.model, body.language, body.device)
 
@@ -179,7 +216,7 @@ def install_api(app: FastAPI, services: Services) -> None:
     def preload_status() -> dict[str, Any]:
         return services.preload.status()
 
-    @guarded.post("/preload/clear-cache")
+    @guarded.post("/preload/clear-cache", responses=BUSY_RESPONSES)
     def preload_clear() -> dict[str, Any]:
         return services.preload.clear_cache()
 
@@ -193,9 +230,18 @@ def install_api(app: FastAPI, services: Services) -> None:
     @guarded.get("/events")
     async def events(request: Request) -> EventSourceResponse:
         raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-        last_id = int(raw) if raw and raw.isdigit() else None
+        last_id = int(raw) if raw and _EVENT_ID.fullmatch(raw) else None
+        # Shutdown: sse-starlette's watcher notices uvicorn's should_exit on its own and would
+        # cancel the stream mid-body. Given a shutdown_event and a grace period, it instead
+        # sets the event and waits; _end_on_shutdown then ends our generator cleanly (as
+        # bus.close does), so the response always completes.
+        shutdown = anyio.Event()
+        holder: dict[str, Any] = {}
         return EventSourceResponse(
-            _stream(services, last_id),
+            _stream(services, last_id, holder),
+            shutdown_event=shutdown,
+            shutdown_grace_period=SHUTDOWN_GRACE_S,
+            data_sender_callable=lambda: _end_on_shutdown(shutdown, holder),
             ping=settings.heartbeat_s,
             ping_message_factory=lambda: ServerSentEvent(event="ping", data="heartbeat"),
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -226,10 +272,25 @@ def _need_distributed(services: Services) -> None:
         raise errors.InvalidInput("worker actions exist in distributed mode only (MODELMGR_REDIS_URL)")
 
 
-async def _stream(services: Services, last_id: int | None) -> AsyncIterator[dict[str, Any]]:
+async def _end_on_shutdown(shutdown: anyio.Event, holder: dict[str, Any]) -> None:
+    """When the server shuts down, end this client's stream through its own queue."""
+    await shutdown.wait()
+    holder["closing"] = True
+    queue = holder.get("queue")
+    if queue is not None:
+        queue.put_nowait(CLOSED)
+
+
+async def _stream(
+    services: Services, last_id: int | None, holder: dict[str, Any] | None = None
+) -> AsyncIterator[dict[str, Any]]:
     """One client's events. The queue is registered here and removed in ``finally``."""
     bus = services.bus
     queue, missed = bus.subscribe(last_id)
+    if holder is not None:
+        holder["queue"] = queue  # so a shutdown can end the stream cleanly
+        if holder.get("closing"):
+            queue.put_nowait(CLOSED)
     sent = last_id or 0
     try:
         if missed is None:

@@ -29,6 +29,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import errors
+from .api_docs import ALL_RESPONSES
 from .catalog import ModelSpec
 from .events import CLOSED
 from .services import Services
@@ -92,7 +93,7 @@ def install_transcription_api(
     """Add /api/transcriptions and /v1 routes (before any Gradio mount)."""
     manager = services.transcriptions
     settings = services.settings
-    guarded = APIRouter(dependencies=[Depends(require_auth)])
+    guarded = APIRouter(dependencies=[Depends(require_auth)], responses=ALL_RESPONSES)
 
     # --- jobs API ---
     @guarded.post("/api/transcriptions", status_code=202, openapi_extra=_MULTIPART, tags=["transcriptions"])
@@ -134,7 +135,7 @@ def install_transcription_api(
         return {"status": status, "job": _job_json(job, manager, result_key)}
 
     # The result route checks its own auth: a signed link (from the UI) or the token.
-    results = APIRouter()
+    results = APIRouter(responses=ALL_RESPONSES)
 
     @results.get("/api/transcriptions/{job_id}/result", tags=["transcriptions"])
     def job_result(

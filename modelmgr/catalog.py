@@ -34,6 +34,7 @@ WHISPER_PATTERNS = (
 ALIGN_PATTERNS = (
     "config.json",
     "preprocessor_config.json",
+    "processor_config.json",  # newer transformers save the processor here; `hf cache verify` expects it
     "tokenizer_config.json",
     "special_tokens_map.json",
     "vocab.json",
@@ -166,6 +167,10 @@ class Catalog:
 
     def all(self) -> list[ModelSpec]:
         return list(self._models.values())
+
+    def twins(self, spec: ModelSpec) -> list[ModelSpec]:
+        """Every catalog entry that fetches the same repository (``large``/``large-v3``), itself included."""
+        return [s for s in self._models.values() if s.repo_id == spec.repo_id] or [spec]
 
     def get(self, model_id: str) -> ModelSpec:
         validate_model_id(model_id)

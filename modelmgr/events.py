@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DROPPABLE = frozenset({"model_progress"})
-TERMINAL_STATUSES = frozenset({"downloaded", "error", "cancelled", "not_downloaded"})
+TERMINAL_STATUSES = frozenset({"downloaded", "error", "cancelled", "not_downloaded", "corrupt"})
 
 
 @dataclass(frozen=True)

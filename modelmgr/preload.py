@@ -298,7 +298,8 @@ class PreloadManager:
             log.exception("preload of %s failed", spec.id)
             self._set(
                 state="error",
-                error=f"loading failed: {exc} (the files may be damaged: run Verify on the model)",
+                error=f"loading failed: {exc}. If the files may be damaged, run Verify on {spec.id} "
+                f"(POST /api/models/{spec.id}/verify); a download then repairs them",
             )
 
     def _aligner_for(self, language: str, device: str) -> tuple[Any, dict] | None:

@@ -3,20 +3,67 @@
 huggingface_hub does the metadata calls (endpoint, auth headers, error types);
 the byte moving is ``transfer.py``'s job. Torchaudio bundles are single files
 on a plain web server (download.pytorch.org or a mirror): a HEAD gives the size.
+
+Every metadata call has a deadline and can be cancelled: a hub that accepts the
+connection and never answers must not hold a job (and the queue behind it). The
+call runs in a helper thread with a connect+read timeout while the job's thread
+waits on "done or cancelled"; a cancelled call is abandoned and ends by itself
+when its timeout fires. One request (``model_info`` with ``files_metadata``)
+gives the commit and every file's size and hash, so there is one deadline, not two.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 
 from .catalog import ModelSpec
-from .errors import AccessDenied, DownloadFailed, Offline, RemoteNotFound
+from .errors import AccessDenied, Cancelled, DownloadFailed, HubTimeout, Offline, RemoteNotFound
+from .netfaults import network_error, transport_error_types
 from .settings import Settings
 from .store import FileEntry, Manifest, select_files
+
+T = TypeVar("T")
+
+
+def call_cancellable(fn: Callable[[], T], cancel: threading.Event | None, deadline_s: float, where: str) -> T:
+    """Run a blocking network call in a helper thread; return its result, or raise when
+    ``cancel`` is set (``Cancelled``) or nothing came back within ``deadline_s`` (``HubTimeout``).
+
+    The helper is a daemon: an abandoned call dies with its own socket timeout.
+    """
+    box: dict[str, Any] = {}
+    finished = threading.Event()
+
+    def work() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the waiting thread, which re-raises it
+            box["error"] = exc
+        finally:
+            finished.set()
+
+    threading.Thread(target=work, name=f"metadata:{where}", daemon=True).start()
+    cancel = cancel or threading.Event()
+    step = 0.05
+    waited = 0.0
+    while not finished.wait(step):
+        if cancel.is_set():
+            raise Cancelled("cancelled while waiting for the hub")
+        waited += step
+        if waited > deadline_s:
+            raise HubTimeout(
+                f"{where} did not answer within {deadline_s:.0f} s: the hub or mirror may be down; "
+                "check HF_ENDPOINT and the proxy, then try again"
+            )
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 class Remote:
@@ -40,8 +87,8 @@ class Remote:
 
         return build_hf_headers(token=self._token, library_name="whisperx-studio")
 
-    def resolve(self, spec: ModelSpec) -> Manifest:
-        """Ask the hub (or mirror) what the model consists of, right now."""
+    def resolve(self, spec: ModelSpec, cancel: threading.Event | None = None) -> Manifest:
+        """Ask the hub (or mirror) what the model consists of, right now (cancellable)."""
         from huggingface_hub.errors import (
             GatedRepoError,
             HfHubHTTPError,
@@ -52,10 +99,12 @@ class Remote:
 
         if self.settings.offline:
             raise Offline(f"{spec.id} is not fully downloaded and offline mode (HF_HUB_OFFLINE) is on")
+        timeout = self.settings.download_timeout_s
+        fn = self._resolve_torchaudio if spec.source == "torchaudio" else self._resolve_hf
+        where = self.settings.torch_models_base_url if spec.source == "torchaudio" else self.endpoint
         try:
-            if spec.source == "torchaudio":
-                return self._resolve_torchaudio(spec)
-            return self._resolve_hf(spec)
+            # The helper's own socket deadline fires first; ours is the backstop for a slow trickle.
+            return call_cancellable(lambda: fn(spec), cancel, 2 * timeout + 5, where)
         except (GatedRepoError, RevisionNotFoundError) as exc:
             if isinstance(exc, GatedRepoError):
                 raise AccessDenied(f"{spec.repo_id} is gated or private: set HF_TOKEN") from exc
@@ -66,17 +115,21 @@ class Remote:
             raise Offline(str(exc)) from exc
         except HfHubHTTPError as exc:
             raise DownloadFailed(f"the hub refused the file list of {spec.repo_id}: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise DownloadFailed(f"cannot reach {self.endpoint}: {exc}") from exc
+        except transport_error_types() as exc:  # httpx2 (huggingface_hub) and httpx (torchaudio HEAD)
+            raise network_error(exc, where) from None
+        except httpx.HTTPStatusError as exc:
+            raise DownloadFailed(f"{where} answered {exc.response.status_code} for {spec.id}") from None
 
     def _resolve_hf(self, spec: ModelSpec) -> Manifest:
-        info = self.api.model_info(spec.repo_id, revision=spec.revision)
+        # One request with a deadline: the commit plus every file's size and hash.
+        info = self.api.model_info(
+            spec.repo_id,
+            revision=spec.revision,
+            files_metadata=True,
+            timeout=self.settings.download_timeout_s,
+        )
         commit = info.sha
-        tree = {
-            item.path: item
-            for item in self.api.list_repo_tree(spec.repo_id, revision=commit, recursive=True)
-            if getattr(item, "size", None) is not None and not hasattr(item, "tree_id")
-        }
+        tree = {s.rfilename: s for s in info.siblings or [] if s.size is not None}
         chosen = select_files(spec, sorted(tree))
         if not chosen:
             raise RemoteNotFound(f"{spec.repo_id} has none of the files a {spec.kind} model needs")
@@ -89,6 +142,12 @@ class Remote:
                 FileEntry(path, item.size, url, sha256=sha256, git_sha1=None if sha256 else item.blob_id)
             )
         return Manifest(spec.id, spec.repo_id, commit, tuple(files))
+
+    def head_commit(self, spec: ModelSpec, cancel: threading.Event | None = None) -> str | None:
+        """The commit the hub's revision points at now (None for torchaudio bundles)."""
+        if spec.source != "hf":
+            return None
+        return self.resolve(spec, cancel).commit
 
     def _resolve_torchaudio(self, spec: ModelSpec) -> Manifest:
         assert spec.filename

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
 
 from .api import install_api
+from .security import install_security
 from .services import Services
 from .settings import Settings
 
@@ -28,6 +28,7 @@ def create_api_app(services: Services) -> FastAPI:
         services.bus.bind(asyncio.get_running_loop())
         if services.settings.resume_on_start:
             await asyncio.to_thread(services.downloads.resume_interrupted)
+        services.downloads.start_update_checker()  # daily, in the background; never when offline
         await asyncio.to_thread(services.transcriptions.start)  # re-queues jobs a restart interrupted
         yield
         services.shutdown()
@@ -35,6 +36,7 @@ def create_api_app(services: Services) -> FastAPI:
     app = FastAPI(title="WhisperX Studio", version="1", lifespan=lifespan)
     app.state.services = services
     install_api(app, services)
+    install_security(app, services.settings)  # outermost: Host, Origin and token for every route
     return app
 
 
@@ -46,24 +48,16 @@ def create_app(settings: Settings, *, ui: bool = True) -> FastAPI:
 
         from .ui import build_ui
 
+        # No Gradio auth: the security middleware guards the UI with the same token (a sign-in
+        # page, ?token= links and a session cookie), so API and UI share one login.
         app = gr.mount_gradio_app(
             app,
             build_ui(services),
             path="/",
-            auth=_ui_auth(settings),
-            auth_message="Sign in with any user name and the studio's auth token as the password.",
             max_file_size=settings.max_upload_bytes,  # Gradio refuses larger audio while it streams
         )
         app.state.services = services
     return app
-
-
-def _ui_auth(settings: Settings) -> Callable[[str, str], bool] | None:
-    """With an auth token, the UI asks for it too (Gradio's login page), not only the API."""
-    if settings.auth_token is None:
-        return None
-    token = settings.auth_token.get_secret_value().encode()
-    return lambda _user, password: secrets.compare_digest(password.encode(), token)
 
 
 class StudioServer(uvicorn.Server):

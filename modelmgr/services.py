@@ -46,6 +46,8 @@ class Services:
             transcriptions = RemoteTranscriptionManager
         factory = transcriptions or TranscriptionManager
         manager = factory(settings, catalog, downloads, preload, bus)
+        # Delete asks the preload manager whether a model is loaded or leased (API, UI and CLI alike).
+        downloads.in_use = lambda spec: preload.is_loaded(spec.id) or preload.in_use(spec.id)
         return cls(settings, catalog, store, bus, downloads, preload, manager)
 
     @property
@@ -62,5 +64,5 @@ class Services:
 
     def shutdown(self) -> None:
         self.bus.close()
-        self.transcriptions.shutdown()
-        self.downloads.shutdown()
+        self.transcriptions.shutdown()  # its running job is left queued for the next start
+        self.downloads.shutdown()  # from here on no queued download starts

@@ -10,9 +10,10 @@ under their usual names; everything of ours uses the ``MODELMGR_`` prefix.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _alias(ours: str, *theirs: str) -> AliasChoices:
@@ -34,6 +35,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 7860
     auth_token: SecretStr | None = None
+    auth_token_file: Path | None = None  # a file holding the token (keeps it out of `ps` and the env)
+    # Host names (besides loopback and --host) and origins allowed to talk to the studio;
+    # comma-separated in the environment (MODELMGR_ALLOWED_HOSTS=studio.lan,gpu1.lan).
+    allowed_hosts: Annotated[list[str], NoDecode] = []
+    allowed_origins: Annotated[list[str], NoDecode] = []
     max_body_bytes: int = 1024 * 1024
 
     # --- where models come from and go to ---
@@ -67,6 +73,8 @@ class Settings(BaseSettings):
     stall_s: float = Field(30.0, gt=0)  # a transfer that moves no byte this long is failed and retried
     min_free_bytes: int = 256 * 1024 * 1024
     resume_on_start: bool = True  # restart downloads a crash or shutdown interrupted
+    # Ask the hub whether downloaded models have a newer commit, this often (0: never); never offline.
+    update_check_interval_s: float = Field(24 * 3600.0, ge=0)
 
     # --- transcription ---
     max_upload_bytes: int = Field(1024**3, ge=1)  # audio uploads; larger ones get 413 while streaming
@@ -90,6 +98,13 @@ class Settings(BaseSettings):
     heartbeat_s: float = 15.0
     event_replay: int = 2048
     subscriber_queue: int = 256
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def hub_cache(self) -> Path:

@@ -7,22 +7,32 @@ finds them, and torchaudio bundles live where ``torch.hub`` caches them.
 A *manifest* (our own JSON, written before the first byte moves) records the
 commit and, for every file, its size and hash. It is what makes "complete" a
 checkable claim: a model is ``downloaded`` only when every manifest file is in
-place with the right size (``verify`` also checks hashes). Without a manifest
-(files put there by another tool) we fall back to the files a loader needs.
+place with the right size (``verify`` also checks hashes).
+
+The cache may also be written by huggingface_hub itself (``hf download``, a
+loader, ``hf cache prune``). ``refs/main`` is what every loader follows, so it is
+the truth about which revision is in use: when our manifest names another commit,
+or there is none, huggingface_hub's own record of the revision
+(``trees/<commit>.json``, written by ``snapshot_download`` since hf 2.x) is read
+instead, filtered to the files the model needs. Only caches without either fall
+back to a list of the files a loader cannot do without.
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 from .catalog import ModelSpec
+from .errors import DiskFull
 from .settings import Settings
 
 LocalStatus = Literal["downloaded", "incomplete", "not_downloaded"]
@@ -30,7 +40,7 @@ PARTIAL_SUFFIX = ".incomplete"  # huggingface_hub's own suffix for blobs in flig
 
 # Files a loader cannot do without, for caches we did not write ourselves.
 _REQUIRED = {
-    "whisper": (("model.bin",), ("config.json",), ("tokenizer.json",)),
+    "whisper": (("model.bin",), ("config.json",), ("tokenizer.json",), ("vocabulary.json", "vocabulary.txt")),
     "align": (("config.json",), ("vocab.json",), ("model.safetensors", "pytorch_model.bin")),
 }
 
@@ -143,17 +153,71 @@ class Store:
 
     # --- manifests ---
     def save_manifest(self, spec: ModelSpec, manifest: Manifest) -> None:
-        self.manifests.mkdir(parents=True, exist_ok=True)
         path = self._manifest_file(spec)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(manifest), indent=1))
-        os.replace(tmp, path)  # atomic: a crash never leaves half a manifest
+        try:
+            self.manifests.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(asdict(manifest), indent=1))
+            os.replace(tmp, path)  # atomic: a crash never leaves half a manifest
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no 0-byte manifest behind
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull("the disk is full: free some space, then download again") from None
+            raise
 
-    def load_manifest(self, spec: ModelSpec) -> Manifest | None:
+    def _own_manifest(self, spec: ModelSpec) -> Manifest | None:
         try:
             return Manifest.from_json(json.loads(self._manifest_file(spec).read_text()))
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def ref_commit(self, spec: ModelSpec) -> str | None:
+        """The commit ``refs/<revision>`` points at: the one every HF loader uses."""
+        if spec.source != "hf":
+            return None
+        try:
+            return (self.repo_dir(spec) / "refs" / spec.revision).read_text().strip() or None
+        except OSError:
+            return None
+
+    def local_commit(self, spec: ModelSpec) -> str | None:
+        """The revision on disk that loaders use (None: nothing, or not an HF repo)."""
+        manifest = self.load_manifest(spec)
+        return self.ref_commit(spec) or (manifest.commit if manifest else None)
+
+    def load_manifest(self, spec: ModelSpec) -> Manifest | None:
+        """What the model in use should consist of: ours when it names the revision loaders
+        follow, else huggingface_hub's record of that revision, else None."""
+        own = self._own_manifest(spec)
+        ref = self.ref_commit(spec)
+        if ref is None or (own is not None and own.commit == ref):
+            return own
+        return self._hf_manifest(spec, ref) or (own if own and self._has_snapshot(spec, own.commit) else None)
+
+    def _has_snapshot(self, spec: ModelSpec, commit: str | None) -> bool:
+        return commit is not None and (self.repo_dir(spec) / "snapshots" / commit).is_dir()
+
+    def _hf_manifest(self, spec: ModelSpec, commit: str) -> Manifest | None:
+        """huggingface_hub's tree listing of ``commit`` (``trees/<commit>.json``) as a manifest."""
+        try:
+            raw = json.loads((self.repo_dir(spec) / "trees" / f"{commit}.json").read_text())
+            listing = {path: info for path, info in raw["files"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        files = []
+        for path in select_files(spec, sorted(listing)):
+            info = listing[path]
+            sha256 = info.get("lfs_sha256")
+            files.append(
+                FileEntry(
+                    path,
+                    int(info["size"]),
+                    "",
+                    sha256=sha256,
+                    git_sha1=None if sha256 else info.get("blob_id"),
+                )
+            )
+        return Manifest(spec.id, spec.repo_id, commit, tuple(files)) if files else None
 
     # --- state ---
     def local_state(self, spec: ModelSpec) -> LocalState:
@@ -210,25 +274,68 @@ class Store:
         manifest = manifest or self.load_manifest(spec)
         return self._snapshot_dir(spec, manifest.commit if manifest else None)
 
-    def verify(self, spec: ModelSpec) -> list[str]:
-        """Re-hash every file of a model; returns the problems found (empty: whole)."""
+    def verify(
+        self,
+        spec: ModelSpec,
+        *,
+        on_progress: Callable[[int], None] | None = None,
+        remove_bad: bool = False,
+    ) -> list[str]:
+        """Re-hash every file of a model; returns the problems found (empty: whole).
+
+        With ``remove_bad`` a file that fails is removed from the cache, so the model reads
+        as incomplete and the next download fetches exactly those files.
+        """
         manifest = self.load_manifest(spec)
         if manifest is None:
             return [f"{spec.id}: no manifest, nothing to verify against"]
         problems = []
-        for entry, placed in zip(manifest.files, self._placed_files(spec, manifest), strict=True):
+        targets = self.targets(spec, manifest)
+        for target, placed in zip(targets, self._placed_files(spec, manifest), strict=True):
+            entry = target.entry
             if _size(placed) != entry.size:
                 problems.append(f"{entry.path}: missing or wrong size")
+                if remove_bad and _size(target.final) not in (None, entry.size):
+                    target.final.unlink(missing_ok=True)
                 continue
             hasher = entry.hasher()
             if hasher is None:
+                if on_progress:
+                    on_progress(entry.size)
                 continue
             with placed.open("rb") as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     hasher.update(block)
+                    if on_progress:
+                        on_progress(len(block))
             if hasher.hexdigest() != entry.expected_digest:
                 problems.append(f"{entry.path}: checksum mismatch")
+                if remove_bad:
+                    (target.final if spec.source == "hf" else placed).unlink(missing_ok=True)
         return problems
+
+    def remove_revision(self, spec: ModelSpec, commit: str, *, keep: Manifest) -> int:
+        """Remove ``snapshots/<commit>`` and the blobs only it used; returns the bytes freed."""
+        if spec.source != "hf" or commit == keep.commit:
+            return 0
+        repo = self.repo_dir(spec)
+        old = repo / "snapshots" / commit
+        if not old.is_dir():
+            return 0
+        kept = {t.final.resolve() for t in self.targets(spec, keep)}
+        for snap in (repo / "snapshots").iterdir():
+            if snap != old:
+                kept |= {p.resolve() for p in snap.rglob("*") if p.is_symlink()}
+        freed = 0
+        for link in old.rglob("*"):
+            if link.is_symlink():
+                blob = link.resolve()
+                if blob not in kept and blob.is_file() and blob.parent == (repo / "blobs").resolve():
+                    freed += _size(blob) or 0
+                    blob.unlink(missing_ok=True)
+        shutil.rmtree(old, ignore_errors=True)
+        (repo / "trees" / f"{commit}.json").unlink(missing_ok=True)
+        return freed
 
     # --- changes ---
     def link_snapshot(self, spec: ModelSpec, manifest: Manifest, revision: str) -> Path | None:
@@ -251,11 +358,11 @@ class Store:
 
     def has_partials(self, spec: ModelSpec) -> bool:
         """True when a transfer of this model was interrupted with bytes on disk."""
-        manifest = self.load_manifest(spec)
+        manifest = self._own_manifest(spec)  # the transfer's manifest, even mid-update
         return manifest is not None and any(_size(t.partial) for t in self.targets(spec, manifest))
 
     def remove_partials(self, spec: ModelSpec) -> None:
-        manifest = self.load_manifest(spec)
+        manifest = self._own_manifest(spec)
         if manifest is None:
             return
         for target in self.targets(spec, manifest):

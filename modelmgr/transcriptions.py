@@ -58,7 +58,12 @@ ACTIVE = ("downloading", "loading", "transcribing", "aligning")
 IN_FLIGHT = ("queued", *ACTIVE)
 FINISHED = ("done", "error", "cancelled")
 CUDA_BATCH_SIZE = 16
-CPU_BATCH_SIZE = 1  # measured with bench/transcribe.py: see the README's Performance section
+# Sequential decoding (no VAD) on CPU: bench/transcribe.py on this 2-core box (README,
+# "Transcription speed") measured batch 1 fastest, both cold and with models loaded: the
+# batched path always runs Silero VAD over the whole file, which costs more here than
+# batching saves. Caveat: the bench's tiny test Whisper has almost no decoder cost, so
+# re-measure with a real model before raising this; CUDA batches (WhisperX's default).
+CPU_BATCH_SIZE = 1
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _SAFE_NAME = re.compile(r"[^\w.\- ]+")
 

@@ -279,6 +279,8 @@ def _models_tab(choices: SimpleNamespace) -> SimpleNamespace:
                     )
                     preload = gr.Button("Preload", elem_id="preload-btn", **small)
                     clear = gr.Button("Clear cache", elem_id="clear-cache-btn", **small)
+                    # Re-hash the files (same-size damage shows only this way); always clickable.
+                    verify = gr.Button("Verify", elem_id="verify-btn", **small)
                 message = gr.Markdown("", elem_id="models-status", elem_classes="mm-msg")
             with gr.Column(scale=1, min_width=260, elem_classes="mm-side-card"):
                 preload_card = _html("", elem_id="preload-status")
@@ -292,6 +294,7 @@ def _models_tab(choices: SimpleNamespace) -> SimpleNamespace:
         delete=delete,
         preload=preload,
         clear=clear,
+        verify=verify,
         message=message,
         preload_card=preload_card,
         table=table,
@@ -479,8 +482,15 @@ def _wire_actions(
             return "Nothing was deleted."
 
         def run() -> str:
-            freed = downloads.delete(model_id, loaded=preload.is_loaded(model_id))
+            freed = downloads.delete(model_id)  # the manager refuses while loaded or busy
             return f"Deleted **{model_id}** ({human_bytes(freed)} freed)."
+
+        return said(run)
+
+    def verify(model_id: str) -> str:
+        def run() -> str:
+            downloads.verify(model_id)
+            return f"Verifying **{model_id}**: the table shows the result; download repairs bad files."
 
         return said(run)
 
@@ -530,6 +540,7 @@ def _wire_actions(
         start_preload, [models.model, models.language, models.device], models.message, **act
     ).then(*redraw, **then)
     models.clear.click(clear_cache, None, models.message, **act).then(*redraw, **then)
+    models.verify.click(verify, models.model, models.message, **act).then(*redraw, **then)
 
 
 def _wire_transcribe(services: Services, tx: SimpleNamespace, live: SimpleNamespace) -> None:

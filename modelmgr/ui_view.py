@@ -33,6 +33,7 @@ STATUS_LABELS = {
     "incomplete": "incomplete",
     "error": "error",
     "cancelled": "cancelled",
+    "corrupt": "corrupt",
 }
 TABLE_HEADERS = ["Model", "Kind", "Language", "Size", "Status", "Progress", "Speed", "ETA"]
 SEGMENT_HEADERS = ["start", "end", "text", "words"]
@@ -208,7 +209,7 @@ def render_models_table(snapshot: Sequence[dict[str, Any]]) -> str:
             body.append(f'<tr class="mm-section"><td colspan="{len(TABLE_HEADERS)}">{title}</td></tr>')
         model_id, kind, language, size, status, percent, speed, eta = row
         p = m.get("progress") or {}
-        partial = m["status"] in ("incomplete", "cancelled", "error") and bool(p.get("bytes_done"))
+        partial = m["status"] in ("incomplete", "cancelled", "error", "corrupt") and bool(p.get("bytes_done"))
         show_bar = m["status"] in IN_FLIGHT or partial
         status_cell = f'<span class="mm-status mm-status-text">{esc(status)}</span>'
         if show_bar:

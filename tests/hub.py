@@ -428,3 +428,54 @@ def _tree(files: dict[str, _File], prefix: str, recursive: bool) -> list[dict]:
         if recursive or len(parts) == 1:
             entries[path] = f.tree_entry(path)
     return [entries[p] for p in sorted(entries)]
+
+
+class BlackHole:
+    """A hub that accepts TCP connections and never answers (nor closes): a hung server.
+
+    Separate from FakeHub so each fault stays small; ``accepted`` counts connections
+    so a test knows a client is waiting on it.
+    """
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.accepted = 0
+        self._sock: socket.socket | None = None
+        self._held: list[socket.socket] = []
+        self._lock = threading.Lock()  # guards accepted and _held
+
+    def start(self) -> str:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, args=(self._sock,), daemon=True).start()
+        return self.url
+
+    def _accept(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed by stop()
+            with self._lock:
+                self.accepted += 1
+                self._held.append(conn)  # keep it open, read nothing, answer nothing
+
+    def stop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        with self._lock:
+            held, self._held = self._held, []
+        for conn in held:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def __enter__(self) -> BlackHole:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

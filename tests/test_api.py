@@ -96,6 +96,8 @@ def test_health_models_and_contract_shapes(live_server: LiveServer) -> None:
         "progress",
         "error",
         "align_models",
+        "revision",
+        "update_available",
     }
     assert set(tiny["progress"]) == {"bytes_done", "bytes_total", "percent", "speed_bps", "eta_s"}
     assert tiny["status"] == "not_downloaded"

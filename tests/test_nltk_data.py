@@ -41,3 +41,15 @@ def test_archive_paths_cannot_escape_the_data_folder(settings, hub: FakeHub, tmp
     hub.add_static("/nltk/evil.zip", buffer.getvalue())
     ensure_punkt(settings.model_copy(update={"nltk_punkt_url": f"{hub.url}/nltk/evil.zip"}))
     assert not any(p.name == "evil.txt" for p in tmp_path.rglob("*"))
+
+
+def test_placeholders_after_a_failed_fetch_do_not_disable_the_real_data(settings, hub: FakeHub) -> None:
+    failing = settings.model_copy(update={"nltk_punkt_url": f"{hub.url}/nltk/missing-once.zip"})
+    ensure_punkt(failing)
+    english = punkt_dir(settings.nltk_dir) / "english"
+    assert all((english / name).stat().st_size == 0 for name in PUNKT_FILES)
+    ensure_punkt(settings)  # the source answers now: the real tables replace the placeholders
+    assert hub.get_count(None, PUNKT_ZIP) == 1
+    assert any((english / name).stat().st_size > 0 for name in PUNKT_FILES)
+    ensure_punkt(settings)
+    assert hub.get_count(None, PUNKT_ZIP) == 1, "real data is not fetched again"
