@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import errors
 from .api_docs import BUSY_RESPONSES, ERROR_RESPONSES, HUB_RESPONSES
 from .api_transcriptions import UPLOAD_PATHS, install_transcription_api
-from .events import CLOSED
+from .events import CLOSED, sse_frame
 from .security import AUTHENTICATED
 from .services import Services
 from .system import system_report
@@ -111,6 +111,7 @@ def install_api(app: FastAPI, services: Services) -> None:
         if not secrets.compare_digest(given.encode(), token.encode()):
             raise errors.Unauthorized("this server needs an auth token (Authorization: Bearer ...)")
 
+    snapshots = _SnapshotCache(services)
     router = APIRouter(prefix="/api")
     guarded = APIRouter(prefix="/api", dependencies=[Depends(require_auth)], responses=ERROR_RESPONSES)
 
@@ -238,7 +239,7 @@ def install_api(app: FastAPI, services: Services) -> None:
         shutdown = anyio.Event()
         holder: dict[str, Any] = {}
         return EventSourceResponse(
-            _stream(services, last_id, holder),
+            _stream(services, last_id, snapshots, holder),
             shutdown_event=shutdown,
             shutdown_grace_period=SHUTDOWN_GRACE_S,
             data_sender_callable=lambda: _end_on_shutdown(shutdown, holder),
@@ -272,6 +273,43 @@ def _need_distributed(services: Services) -> None:
         raise errors.InvalidInput("worker actions exist in distributed mode only (MODELMGR_REDIS_URL)")
 
 
+class _SnapshotCache:
+    """The snapshot SSE frame (about 19 KB for the full catalog), built once and shared by the
+    clients that connect while no event happened and it is younger than ``max_age_s``.
+
+    Why: 1,000 clients connecting at once each read the disk for every model and kept a
+    private 19 KB string: most of the loop time and resident memory of a reconnect storm
+    (RSS per idle SSE connection 104 KiB -> 52 KiB). A new event id or age makes the next
+    client build a fresh one. Used on the loop thread only, so it needs no lock.
+    """
+
+    def __init__(self, services: Services, max_age_s: float = 0.5) -> None:
+        self.services = services
+        self.max_age_s = max_age_s
+        self._frame: tuple[int, bytes, float] | None = None  # (event id, frame, built at)
+        self._pending: tuple[int, asyncio.Future[bytes]] | None = None
+
+    async def frame(self) -> tuple[int, bytes]:
+        snap_id = self.services.bus.last_id
+        now = asyncio.get_running_loop().time()
+        if self._frame and self._frame[0] == snap_id and now - self._frame[2] < self.max_age_s:
+            return snap_id, self._frame[1]
+        if self._pending is None or self._pending[0] != snap_id:  # one build per id at a time
+            build = asyncio.ensure_future(asyncio.to_thread(self._build, snap_id))  # disk + JSON off the loop
+            self._pending = (snap_id, build)
+            build.add_done_callback(lambda f, pending=self._pending: self._done(pending, f))
+        return snap_id, await asyncio.shield(self._pending[1])
+
+    def _build(self, snap_id: int) -> bytes:
+        return sse_frame(snap_id, "snapshot", json.dumps(self.services.snapshot()))
+
+    def _done(self, pending: tuple[int, asyncio.Future[bytes]], future: asyncio.Future[bytes]) -> None:
+        if self._pending is pending:
+            self._pending = None
+        if not future.cancelled() and future.exception() is None:
+            self._frame = (pending[0], future.result(), asyncio.get_running_loop().time())
+
+
 async def _end_on_shutdown(shutdown: anyio.Event, holder: dict[str, Any]) -> None:
     """When the server shuts down, end this client's stream through its own queue."""
     await shutdown.wait()
@@ -282,9 +320,16 @@ async def _end_on_shutdown(shutdown: anyio.Event, holder: dict[str, Any]) -> Non
 
 
 async def _stream(
-    services: Services, last_id: int | None, holder: dict[str, Any] | None = None
-) -> AsyncIterator[dict[str, Any]]:
-    """One client's events. The queue is registered here and removed in ``finally``."""
+    services: Services,
+    last_id: int | None,
+    snapshots: _SnapshotCache,
+    holder: dict[str, Any] | None = None,
+) -> AsyncIterator[bytes]:
+    """One client's events. The queue is registered here and removed in ``finally``.
+
+    Events are sent as the frame the bus encoded once at publish (``Event.sse``); snapshots
+    come from ``_SnapshotCache``, so a storm of connecting clients builds one, not one each.
+    """
     bus = services.bus
     queue, missed = bus.subscribe(last_id)
     if holder is not None:
@@ -294,29 +339,27 @@ async def _stream(
     sent = last_id or 0
     try:
         if missed is None:
-            snap_id = bus.last_id
-            snapshot = await asyncio.to_thread(services.snapshot)  # disk reads stay off the loop
+            snap_id, frame = await snapshots.frame()
             sent = max(sent, snap_id)
-            yield {"event": "snapshot", "id": str(snap_id), "data": json.dumps(snapshot)}
+            yield frame
         else:
             for event in missed:
                 sent = event.id
-                yield {"event": event.name, "id": str(event.id), "data": json.dumps(event.data)}
+                yield event.sse
         while True:
             event = await queue.get()
             if event is CLOSED:
                 return
             if queue.lagging:  # it fell too far behind: a fresh snapshot replaces the backlog
                 queue.lagging = False
-                snap_id = bus.last_id
-                snapshot = await asyncio.to_thread(services.snapshot)
+                snap_id, frame = await snapshots.frame()
                 sent = snap_id
-                yield {"event": "snapshot", "id": str(snap_id), "data": json.dumps(snapshot)}
+                yield frame
                 continue
             if event.id <= sent:  # already covered by the snapshot or the replay
                 continue
             sent = event.id
-            yield {"event": event.name, "id": str(event.id), "data": json.dumps(event.data)}
+            yield event.sse
     finally:
         bus.unsubscribe(queue)
 

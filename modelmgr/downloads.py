@@ -605,6 +605,9 @@ class DownloadManager:
             cancel=job.cancel,
             retries=self.settings.download_retries,
             timeout_s=self.settings.download_timeout_s,
+            connections=self.settings.download_connections,
+            part_bytes=self.settings.download_part_bytes,
+            stall_s=self.settings.stall_s,
         )
         job.bytes_done = manifest.total_bytes  # files another process completed count as done
         job.status = "verifying"

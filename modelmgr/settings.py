@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     download_retries: int = Field(4, ge=0)
     download_timeout_s: float = 30.0  # connect and read deadline of every network call
     stall_s: float = Field(30.0, gt=0)  # a transfer that moves no byte this long is failed and retried
+    download_connections: int = Field(8, ge=1)  # parallel ranged requests per download
+    download_part_bytes: int = Field(16 * 1024 * 1024, ge=64 * 1024)  # files above this go in parts
     min_free_bytes: int = 256 * 1024 * 1024
     resume_on_start: bool = True  # restart downloads a crash or shutdown interrupted
     # Ask the hub whether downloaded models have a newer commit, this often (0: never); never offline.

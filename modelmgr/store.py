@@ -367,6 +367,7 @@ class Store:
             return
         for target in self.targets(spec, manifest):
             target.partial.unlink(missing_ok=True)
+            target.partial.with_name(target.partial.name + ".ranges").unlink(missing_ok=True)  # transfer's
 
     def delete(self, spec: ModelSpec) -> int:
         """Remove a model's files and manifest; returns the bytes freed."""

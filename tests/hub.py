@@ -112,6 +112,7 @@ class FakeHub:
         self._stopping = threading.Event()
         self._conns: set[socket.socket] = set()
         self._server: ThreadingHTTPServer | None = None
+        self._ranged = _RangeOptions()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> str:
@@ -198,12 +199,50 @@ class FakeHub:
 
     def clear_faults(self) -> None:
         """Forget every pending `fail` and `cut_after` (tests share one hub)."""
+        self._ranged = _RangeOptions()
         with self._lock:
             self._fails.clear()
             self._cuts.clear()
 
+    # -- ranges and redirects (parallel ranged transfers) ----------------------------------
+    def set_range_mode(self, mode: str | None) -> None:
+        """None: honour Range. "ignore": 200 + whole body, no Accept-Ranges (a server without
+        ranges). "slice200": 200 + only the asked bytes, no Content-Range (a broken proxy)."""
+        assert mode in (None, "ignore", "slice200")
+        self._ranged.mode = mode
+
+    def cut_range(self, path: str, start: int, nbytes: int, times: int = 1) -> None:
+        """Next `times` GETs of `path` whose Range starts at `start` die after `nbytes`."""
+        with self._lock:
+            self._ranged.cuts[(path.lstrip("/"), start)] = [nbytes, times]
+
+    def redirect_resolve(self, host: str, *, expire_after: int | None = None) -> None:
+        """`/resolve/` answers 302 to a signed URL on `host` (same port: e.g. 'localhost' for a
+        hub on 127.0.0.1), like the Hub's CDN redirect. A signed URL answers 403 after
+        `expire_after` GETs (an expired signature); a new resolve signs a new one."""
+        self._ranged.redirect_host = host
+        self._ranged.expire_after = expire_after
+
+    def ranges(self, repo_id: str | None, path: str) -> list[str | None]:
+        """The Range header of every body GET of `path`, in order (None: no Range)."""
+        with self._lock:
+            return [r for (repo, p, r) in self._ranged.log if (repo, p) == (repo_id, path.lstrip("/"))]
+
+    @property
+    def redirects(self) -> int:
+        """302s issued to signed URLs since the last `reset_counters`."""
+        return self._ranged.redirects
+
+    @property
+    def signed_requests(self) -> list[dict[str, str]]:
+        """Headers (host, authorization) of the requests that reached a signed URL."""
+        return list(self._ranged.signed_seen)
+
     def reset_counters(self) -> None:
         with self._lock:
+            self._ranged.log.clear()
+            self._ranged.redirects = 0
+            self._ranged.signed_seen.clear()
             self._gets.clear()
             self._sent.clear()
             self.requests.clear()
@@ -293,6 +332,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         try:
+            if url.path.startswith("/_signed/"):
+                return self._signed(url.path)
             if (static := self.hub._static.get(unquote(url.path))) is not None:
                 return self._send_file(None, unquote(url.path).lstrip("/"), static, {})
             if m := _RESOLVE.match(url.path):
@@ -325,8 +366,21 @@ class _Handler(BaseHTTPRequestHandler):
         tree = {e["path"]: e for e in _tree(files, "", True)}
         self._send_json(200, [tree[p.strip("/")] for p in wanted if p.strip("/") in tree])
 
-    def _resolve(self, repo_id: str, rev: str, path: str) -> None:
+    def _resolve(self, repo_id: str, rev: str, path: str, signed: bool = False) -> None:
         sha, files = self.hub._commit(repo_id, rev)
+        opts = self.hub._ranged
+        if opts.redirect_host and not signed and path in files:
+            with self.hub._lock:
+                opts.redirects += 1
+                token = f"t{len(opts.tokens)}"
+                opts.tokens[token] = 0
+            port = self.server.server_address[1]
+            location = f"http://{opts.redirect_host}:{port}/_signed/{token}/{repo_id}/resolve/{sha}/{path}"
+            self.send_response(302)
+            for name, value in {"Location": location, REPO_COMMIT: sha, "Content-Length": "0"}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            return
         f = files.get(path)
         if f is None:
             raise _HubError(404, "EntryNotFound", f"{path} does not exist", **{REPO_COMMIT: sha})
@@ -335,9 +389,28 @@ class _Handler(BaseHTTPRequestHandler):
             headers |= {"X-Linked-Etag": f'"{f.sha256}"', "X-Linked-Size": str(len(f.data))}
         self._send_file(repo_id, path, f.data, headers)
 
+    def _signed(self, raw_path: str) -> None:
+        """A signed CDN URL: valid for `expire_after` GETs, then 403 (expired signature)."""
+        opts = self.hub._ranged
+        _, _, token, rest = raw_path.split("/", 3)
+        with self.hub._lock:
+            opts.signed_seen.append(
+                {"host": self.headers.get("Host", ""), "authorization": self.headers.get("Authorization", "")}
+            )
+            uses = opts.tokens.get(token)
+            if uses is not None and self.command == "GET":
+                opts.tokens[token] = uses + 1
+        if uses is None or (opts.expire_after is not None and uses >= opts.expire_after):
+            raise _HubError(403, None, "Request has expired")
+        m = _RESOLVE.match("/" + rest)
+        if not m:
+            raise _HubError(404, None, "Not found")
+        self._resolve(*map(unquote, m.groups()), signed=True)
+
     def _send_file(self, repo_id: str | None, path: str, data: bytes, headers: dict) -> None:
         """Serve a body honouring Range and the injected faults, pacing and pausing per chunk."""
-        headers.setdefault("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+        if "ETag" not in headers:  # not setdefault: its argument would hash the whole body every request
+            headers["ETag"] = f'"{hashlib.sha256(data).hexdigest()}"'
         headers |= {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
         cut = None
         if self.command == "GET":
@@ -345,8 +418,15 @@ class _Handler(BaseHTTPRequestHandler):
             if (status := self.hub._take(self.hub._fails, path)) is not None:
                 raise _HubError(status, None, f"injected failure {status}")
             cut = self.hub._take(self.hub._cuts, path)
+            rng_cut = self._ranged_fault(repo_id, path)
+            cut = rng_cut if rng_cut is not None else cut
         start, end, status = 0, len(data), 200
-        if rng := self.headers.get("Range"):
+        mode = self.hub._ranged.mode
+        if mode == "ignore":
+            headers.pop("Accept-Ranges", None)
+        if (rng := self.headers.get("Range")) and mode == "slice200":
+            start, end = _parse_range(rng, len(data))  # the slice, but a 200 and no Content-Range
+        elif rng and mode != "ignore":
             start, end = _parse_range(rng, len(data))
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
@@ -363,6 +443,21 @@ class _Handler(BaseHTTPRequestHandler):
         if cut is not None:
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _ranged_fault(self, repo_id: str | None, path: str) -> int | None:
+        """Log this GET's Range and consume a `cut_range` matching its start."""
+        opts, rng = self.hub._ranged, self.headers.get("Range")
+        with self.hub._lock:
+            opts.log.append((repo_id, path, rng))
+            m = re.match(r"\s*bytes=(\d+)-", rng or "bytes=0-")
+            key = (path, int(m.group(1)) if m else -1)
+            entry = opts.cuts.get(key)
+            if not entry:
+                return None
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del opts.cuts[key]
+            return entry[0]
 
     def _stream(self, body: memoryview, key: tuple[str | None, str]) -> None:
         hub, sent, last = self.hub, 0, None
@@ -395,6 +490,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+
+class _RangeOptions:
+    """Range/redirect behaviour of a FakeHub; counters guarded by the hub's lock."""
+
+    def __init__(self) -> None:
+        self.mode: str | None = None
+        self.cuts: dict[tuple[str, int], list[int]] = {}  # (path, range start) -> [nbytes, times]
+        self.redirect_host: str | None = None
+        self.expire_after: int | None = None
+        self.tokens: dict[str, int] = {}  # signed token -> GETs served
+        self.redirects = 0
+        self.signed_seen: list[dict[str, str]] = []
+        self.log: list[tuple[str | None, str, str | None]] = []  # (repo, path, Range header)
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int]:

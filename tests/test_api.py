@@ -77,12 +77,12 @@ def progress_of(events: list, model: str) -> list[dict]:
 
 
 def model_status(live: LiveServer, model_id: str) -> str:
-    return httpx.get(f"{live.url}/api/models/{model_id}").json()["status"]
+    return httpx.get(f"{live.url}/api/models/{model_id}", timeout=60).json()["status"]
 
 
 def test_health_models_and_contract_shapes(live_server: LiveServer) -> None:
-    assert httpx.get(f"{live_server.url}/api/health").json() == {"status": "ok"}
-    models = httpx.get(f"{live_server.url}/api/models").json()["models"]
+    assert httpx.get(f"{live_server.url}/api/health", timeout=60).json() == {"status": "ok"}
+    models = httpx.get(f"{live_server.url}/api/models", timeout=60).json()["models"]
     ids = {m["id"] for m in models}
     assert {"tiny", "large-v3", "turbo", ZH_ALIGN, "WAV2VEC2_ASR_BASE_960H"} <= ids
     tiny = next(m for m in models if m["id"] == "tiny")
@@ -101,9 +101,9 @@ def test_health_models_and_contract_shapes(live_server: LiveServer) -> None:
     }
     assert set(tiny["progress"]) == {"bytes_done", "bytes_total", "percent", "speed_bps", "eta_s"}
     assert tiny["status"] == "not_downloaded"
-    status = httpx.get(f"{live_server.url}/api/preload/status")
+    status = httpx.get(f"{live_server.url}/api/preload/status", timeout=60)
     assert status.status_code == 200 and status.json()["state"] == "idle"
-    system = httpx.get(f"{live_server.url}/api/system").json()
+    system = httpx.get(f"{live_server.url}/api/system", timeout=60).json()
     assert system["disk"]["free_bytes"] > 0 and system["ram"]["total_bytes"] > 0
 
 
@@ -133,7 +133,7 @@ def test_sse_snapshot_then_rising_progress_then_downloaded(live_server: LiveServ
         snapshot = json.loads(reader.events[0].data)
         assert {"models", "preload"} <= set(snapshot)
         hub.set_throttle(1_500_000)
-        httpx.post(f"{live_server.url}/api/models/tiny/download", json={"languages": ["zh"]})
+        httpx.post(f"{live_server.url}/api/models/tiny/download", json={"languages": ["zh"]}, timeout=60)
         reader.wait_for(
             lambda ev: any(p["status"] == "downloaded" for p in progress_of(ev, ZH_ALIGN)),
             what="bundled alignment model downloaded",
@@ -168,7 +168,7 @@ def test_progress_events_are_rate_limited_per_model(settings, hub: FakeHub) -> N
             reader.wait_for(lambda ev: ev, what="snapshot")
             hub.set_throttle(2_000_000)
             started = time.monotonic()
-            httpx.post(f"{live.url}/api/models/tiny/download", json={"with_align": False})
+            httpx.post(f"{live.url}/api/models/tiny/download", json={"with_align": False}, timeout=60)
             reader.wait_for(
                 lambda ev: any(p["status"] == "downloaded" for p in progress_of(ev, "tiny")),
                 what="downloaded",
@@ -217,7 +217,7 @@ def test_reconnect_with_last_event_id_receives_what_was_missed(live_server: Live
     last_id = first.events[0].id
     first.close()
     wait_until(lambda: live_server.services.bus.subscriber_count == 0, 30, "first client to leave")
-    httpx.post(f"{live_server.url}/api/models/tiny/download", json={"with_align": False})
+    httpx.post(f"{live_server.url}/api/models/tiny/download", json={"with_align": False}, timeout=60)
     wait_until(lambda: model_status(live_server, "tiny") == "downloaded", what="download while away")
     second = SSEReader(f"{live_server.url}/api/events", last_event_id=last_id)
     try:
@@ -238,7 +238,7 @@ def test_health_answers_quickly_during_a_download_with_clients(live_server: Live
         for r in readers:
             r.wait_for(lambda ev: ev, what="snapshot")
         hub.set_throttle(1_000_000)
-        httpx.post(f"{live_server.url}/api/models/tiny/download", json={"with_align": False})
+        httpx.post(f"{live_server.url}/api/models/tiny/download", json={"with_align": False}, timeout=60)
         wait_until(lambda: model_status(live_server, "tiny") == "downloading", what="downloading")
         latencies = []
         with httpx.Client() as client:
@@ -280,8 +280,8 @@ BAD_INPUTS = [
 
 
 def test_every_bad_input_gets_a_json_4xx_and_changes_nothing(live_server: LiveServer, hub: FakeHub) -> None:
-    before = httpx.get(f"{live_server.url}/api/models").json()
-    preload_before = httpx.get(f"{live_server.url}/api/preload/status").json()["state"]
+    before = httpx.get(f"{live_server.url}/api/models", timeout=60).json()
+    preload_before = httpx.get(f"{live_server.url}/api/preload/status", timeout=60).json()["state"]
     with httpx.Client(base_url=live_server.url) as client:
         for method, path, body, status, code in BAD_INPUTS:
             if isinstance(body, bytes):
@@ -294,8 +294,8 @@ def test_every_bad_input_gets_a_json_4xx_and_changes_nothing(live_server: LiveSe
             error = response.json()["error"]
             assert error["code"] == code, (path, error)
             assert error["message"]
-    assert httpx.get(f"{live_server.url}/api/models").json() == before
-    assert httpx.get(f"{live_server.url}/api/preload/status").json()["state"] == preload_before
+    assert httpx.get(f"{live_server.url}/api/models", timeout=60).json() == before
+    assert httpx.get(f"{live_server.url}/api/preload/status", timeout=60).json()["state"] == preload_before
     assert not [r for r in hub.requests if "/resolve/" in r[1]], "no download was started"
     assert live_server.services.downloads.transfers_started == 0
 
@@ -303,34 +303,42 @@ def test_every_bad_input_gets_a_json_4xx_and_changes_nothing(live_server: LiveSe
 def test_delete_and_cancel_over_http(live_server: LiveServer, hub: FakeHub, settings) -> None:
     hub.pause()
     assert (
-        httpx.post(f"{live_server.url}/api/models/tiny/download", json={"with_align": False}).json()["status"]
+        httpx.post(
+            f"{live_server.url}/api/models/tiny/download", json={"with_align": False}, timeout=60
+        ).json()["status"]
         == "started"
     )
-    conflict = httpx.delete(f"{live_server.url}/api/models/tiny")
+    conflict = httpx.delete(f"{live_server.url}/api/models/tiny", timeout=60)
     assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "model_busy"
-    assert httpx.post(f"{live_server.url}/api/models/tiny/cancel").status_code == 202
+    assert httpx.post(f"{live_server.url}/api/models/tiny/cancel", timeout=60).status_code == 202
     hub.resume()
     wait_until(lambda: model_status(live_server, "tiny") == "cancelled", what="cancelled")
     assert not [p for p in settings.hf_home.rglob("*.incomplete")]
-    httpx.post(f"{live_server.url}/api/models/tiny/download", json={"with_align": False})
+    httpx.post(f"{live_server.url}/api/models/tiny/download", json={"with_align": False}, timeout=60)
     wait_until(lambda: model_status(live_server, "tiny") == "downloaded", what="downloaded")
-    deleted = httpx.delete(f"{live_server.url}/api/models/tiny")
+    deleted = httpx.delete(f"{live_server.url}/api/models/tiny", timeout=60)
     assert deleted.status_code == 200 and deleted.json()["freed_bytes"] > 0
     assert model_status(live_server, "tiny") == "not_downloaded"
 
 
 def test_auth_token_guards_the_api_but_not_health(settings) -> None:
     with run_server(settings.model_copy(update={"auth_token": SecretStr("s3cret")})) as live:
-        assert httpx.get(f"{live.url}/api/health").status_code == 200
-        denied = httpx.post(f"{live.url}/api/models/tiny/download")
+        assert httpx.get(f"{live.url}/api/health", timeout=60).status_code == 200
+        denied = httpx.post(f"{live.url}/api/models/tiny/download", timeout=60)
         assert denied.status_code == 401 and denied.json()["error"]["code"] == "unauthorized"
         assert (
-            httpx.get(f"{live.url}/api/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+            httpx.get(
+                f"{live.url}/api/models", headers={"Authorization": "Bearer wrong"}, timeout=60
+            ).status_code
+            == 401
         )
         assert (
-            httpx.get(f"{live.url}/api/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+            httpx.get(
+                f"{live.url}/api/models", headers={"Authorization": "Bearer s3cret"}, timeout=60
+            ).status_code
+            == 200
         )
-        assert httpx.get(f"{live.url}/api/preload/status?token=s3cret").status_code == 200
+        assert httpx.get(f"{live.url}/api/preload/status?token=s3cret", timeout=60).status_code == 200
 
 
 def test_shutdown_ends_open_streams_promptly(settings) -> None:
@@ -347,7 +355,7 @@ def test_shutdown_ends_open_streams_promptly(settings) -> None:
 
 @pytest.mark.parametrize("path", ["/api/preload/status", "/api/system", "/api/models/tiny"])
 def test_read_routes_answer_json(live_server: LiveServer, path: str) -> None:
-    response = httpx.get(f"{live_server.url}{path}")
+    response = httpx.get(f"{live_server.url}{path}", timeout=60)
     assert response.status_code == 200 and response.headers["content-type"].startswith("application/json")
 
 
@@ -363,5 +371,5 @@ def test_idle_stream_gets_heartbeats(live_server: LiveServer) -> None:
 
 
 def test_system_reports_disk_total_and_free(live_server: LiveServer) -> None:
-    disk = httpx.get(f"{live_server.url}/api/system").json()["disk"]
+    disk = httpx.get(f"{live_server.url}/api/system", timeout=60).json()["disk"]
     assert 0 < disk["free_bytes"] <= disk["total_bytes"]

@@ -124,3 +124,61 @@ def test_publish_without_a_loop_only_fills_the_replay_buffer() -> None:
     bus = EventBus()
     event = bus.publish("preload", {"state": "idle"})
     assert event.id == 1 and bus.last_id == 1
+
+
+def test_each_event_is_serialized_once_whatever_the_number_of_subscribers(monkeypatch) -> None:
+    import json
+
+    from modelmgr import events
+
+    calls = []
+    real_dumps = json.dumps
+    monkeypatch.setattr(events.json, "dumps", lambda obj, **kw: calls.append(1) or real_dumps(obj, **kw))
+
+    async def scenario() -> None:
+        bus = EventBus(queue_size=100)
+        bus.bind(asyncio.get_running_loop())
+        queues = [bus.subscribe()[0] for _ in range(50)]
+        for i in range(10):
+            bus.publish("model_progress", progress("a", i))
+        await asyncio.sleep(0)
+        frames = {q.get_nowait().sse for q in queues}
+        assert len(frames) == 1, "every subscriber gets the same bytes object's content"
+        (frame,) = frames
+        assert frame.startswith(b"id: 1\r\nevent: model_progress\r\ndata: {")
+        assert frame.endswith(b"\r\n\r\n")
+
+    asyncio.run(scenario())
+    assert len(calls) == 10
+
+
+def test_a_storm_of_connecting_clients_shares_one_snapshot(live_server, monkeypatch) -> None:
+    import httpx
+
+    services = live_server.services
+    built = []
+    real = services.snapshot
+
+    def counting() -> dict:
+        built.append(1)
+        return real()
+
+    monkeypatch.setattr(services, "snapshot", counting)
+
+    async def scenario() -> list[bytes]:
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=100)) as client:
+
+            async def first_frame() -> bytes:
+                async with client.stream("GET", f"{live_server.url}/api/events") as response:
+                    lines = []
+                    async for line in response.aiter_lines():
+                        if not line:
+                            return "\n".join(lines).encode()
+                        lines.append(line)
+                    return b""
+
+            return await asyncio.wait_for(asyncio.gather(*(first_frame() for _ in range(40))), 60)
+
+    frames = asyncio.run(scenario())
+    assert all(f.startswith(b"id: ") and b"event: snapshot" in f for f in frames)
+    assert len(set(frames)) <= len(built) < 40, "clients connecting together share a snapshot"

@@ -159,15 +159,15 @@ def test_disk_already_full_is_named_leaves_nothing_and_the_next_post_gets_507(
     caplog.set_level(logging.INFO)
     on_disk = settings.model_copy(update={"hf_home": full_disk / "hf"})
     with run_server(on_disk) as live:
-        first = httpx.post(f"{live.url}/api/models/tiny/download", json={"with_align": False})
+        first = httpx.post(f"{live.url}/api/models/tiny/download", json={"with_align": False}, timeout=60)
         assert first.status_code == 202  # the size is not known before the hub answers
         job = live.services.downloads.job("tiny")
         assert job is not None and job.done.wait(30)
-        model = httpx.get(f"{live.url}/api/models/tiny").json()
+        model = httpx.get(f"{live.url}/api/models/tiny", timeout=60).json()
         assert model["status"] == "error" and "free" in model["error"] and "unexpected" not in model["error"]
         leftovers = [p for p in (full_disk / "hf").rglob("*") if p.is_file()]
         assert leftovers == [], f"left behind: {leftovers}"
-        again = httpx.post(f"{live.url}/api/models/tiny/download", json={"with_align": False})
+        again = httpx.post(f"{live.url}/api/models/tiny/download", json={"with_align": False}, timeout=60)
         assert again.status_code == 507, again.text
         assert again.json()["error"]["code"] == "insufficient_storage"
     assert not [r for r in caplog.records if r.exc_info]
@@ -202,22 +202,28 @@ def test_same_size_corrupt_blob_is_caught_by_verify_and_repaired_by_download(
     )
     blob.write_bytes(bytes(data))
     url = live_server.url
-    assert httpx.get(f"{url}/api/models/tiny").json()["status"] == "downloaded"  # only a re-hash can tell
-    answer = httpx.post(f"{url}/api/models/tiny/verify")
+    assert (
+        httpx.get(f"{url}/api/models/tiny", timeout=60).json()["status"] == "downloaded"
+    )  # only a re-hash can tell
+    answer = httpx.post(f"{url}/api/models/tiny/verify", timeout=60)
     assert answer.status_code == 202 and answer.json()["status"] == "verifying"
-    wait_until(lambda: httpx.get(f"{url}/api/models/tiny").json()["status"] == "corrupt", 30, "verify")
-    model = httpx.get(f"{url}/api/models/tiny").json()
+    wait_until(
+        lambda: httpx.get(f"{url}/api/models/tiny", timeout=60).json()["status"] == "corrupt", 30, "verify"
+    )
+    model = httpx.get(f"{url}/api/models/tiny", timeout=60).json()
     assert "model.bin" in model["error"] and "checksum" in model["error"]
     hub.reset_counters()
-    started = httpx.post(f"{url}/api/models/tiny/download", json={"with_align": False}).json()
+    started = httpx.post(f"{url}/api/models/tiny/download", json={"with_align": False}, timeout=60).json()
     assert started["status"] == "started"
-    wait_until(lambda: httpx.get(f"{url}/api/models/tiny").json()["status"] == "downloaded", 60, "repair")
+    wait_until(
+        lambda: httpx.get(f"{url}/api/models/tiny", timeout=60).json()["status"] == "downloaded", 60, "repair"
+    )
     assert hub.get_count(TINY_REPO, "model.bin") == 1
     assert hub.get_count(TINY_REPO, "config.json") == 0 and hub.get_count(TINY_REPO, "tokenizer.json") == 0
     assert services.store.verify(services.catalog.get("tiny")) == []
-    httpx.post(f"{url}/api/models/tiny/verify")
+    httpx.post(f"{url}/api/models/tiny/verify", timeout=60)
     wait_until(lambda: services.downloads.job("tiny").done.is_set(), 30)
-    assert httpx.get(f"{url}/api/models/tiny").json()["status"] == "downloaded"
+    assert httpx.get(f"{url}/api/models/tiny", timeout=60).json()["status"] == "downloaded"
 
 
 def _hf_env(settings: Settings, hub: FakeHub) -> dict[str, str]:
@@ -296,13 +302,13 @@ def test_a_hub_commit_change_is_seen_and_applied_with_only_changed_files(
     try:
         new = hub.add_repo(repo, files)
         # Known from the download; the hub moved since, but nobody asked it yet.
-        assert httpx.get(f"{url}/api/models/base").json()["update_available"] is False
-        model = httpx.get(f"{url}/api/models/base", params={"check_update": 1}).json()
+        assert httpx.get(f"{url}/api/models/base", timeout=60).json()["update_available"] is False
+        model = httpx.get(f"{url}/api/models/base", params={"check_update": 1}, timeout=60).json()
         assert model["update_available"] is True and model["revision"] == old
         hub.reset_counters()
-        assert httpx.post(f"{url}/api/models/base/update").status_code == 202
+        assert httpx.post(f"{url}/api/models/base/update", timeout=60).status_code == 202
         wait_until(lambda: services.downloads.job("base").done.is_set(), 60, "the update")
-        model = httpx.get(f"{url}/api/models/base").json()
+        model = httpx.get(f"{url}/api/models/base", timeout=60).json()
         assert model["status"] == "downloaded" and model["revision"] == new, model
         assert model["update_available"] is False
         assert hub.get_count(repo, "config.json") == 1 and hub.get_count(repo, "model.bin") == 0

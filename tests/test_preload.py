@@ -16,7 +16,7 @@ LOAD_TIMEOUT = 300  # importing torch + whisperx on a loaded 2-core machine is s
 
 
 def preload_state(live: LiveServer) -> dict:
-    return httpx.get(f"{live.url}/api/preload/status").json()
+    return httpx.get(f"{live.url}/api/preload/status", timeout=60).json()
 
 
 def wait_state(live: LiveServer, *states: str) -> dict:
@@ -29,7 +29,7 @@ def test_preload_loads_once_and_clear_cache_releases_the_models(
     live_server: LiveServer, hub: FakeHub
 ) -> None:
     body = {"model": "tiny", "language": "zh", "device": "cpu"}
-    first = httpx.post(f"{live_server.url}/api/preload/start", json=body)
+    first = httpx.post(f"{live_server.url}/api/preload/start", json=body, timeout=60)
     assert first.status_code == 202 and first.json()["state"] in ("downloading", "loading")
     ready = wait_state(live_server, "ready", "error")
     assert ready["state"] == "ready", ready["error"]
@@ -39,7 +39,7 @@ def test_preload_loads_once_and_clear_cache_releases_the_models(
     preload = live_server.services.preload
     assert preload.loads == 1
 
-    again = httpx.post(f"{live_server.url}/api/preload/start", json=body)
+    again = httpx.post(f"{live_server.url}/api/preload/start", json=body, timeout=60)
     assert again.status_code == 202 and again.json()["state"] == "ready"
     assert preload.loads == 1, "a second start does not reload"
 
@@ -51,7 +51,7 @@ def test_preload_loads_once_and_clear_cache_releases_the_models(
         aligner_ref = weakref.ref(aligner[0])
         del aligner
     del lease
-    cleared = httpx.post(f"{live_server.url}/api/preload/clear-cache")
+    cleared = httpx.post(f"{live_server.url}/api/preload/clear-cache", timeout=60)
     assert cleared.status_code == 200
     assert set(cleared.json()["freed"]["models"]) == {"tiny", ZH_ALIGN}
     assert preload_state(live_server)["state"] == "idle"
@@ -63,9 +63,13 @@ def test_preload_joins_a_running_download_instead_of_fetching_again(
     live_server: LiveServer, hub: FakeHub
 ) -> None:
     hub.pause()
-    started = httpx.post(f"{live_server.url}/api/models/tiny/download", json={"with_align": False})
+    started = httpx.post(
+        f"{live_server.url}/api/models/tiny/download", json={"with_align": False}, timeout=60
+    )
     assert started.json()["status"] == "started"
-    preload = httpx.post(f"{live_server.url}/api/preload/start", json={"model": "tiny", "device": "cpu"})
+    preload = httpx.post(
+        f"{live_server.url}/api/preload/start", json={"model": "tiny", "device": "cpu"}, timeout=60
+    )
     assert preload.json()["state"] == "downloading"
     hub.resume()
     ready = wait_state(live_server, "ready", "error")
@@ -78,14 +82,16 @@ def test_busy_preload_refuses_a_different_request_and_delete_of_loaded_model(
     live_server: LiveServer, hub: FakeHub
 ) -> None:
     hub.pause()
-    httpx.post(f"{live_server.url}/api/preload/start", json={"model": "tiny", "device": "cpu"})
-    other = httpx.post(f"{live_server.url}/api/preload/start", json={"model": "base", "device": "cpu"})
+    httpx.post(f"{live_server.url}/api/preload/start", json={"model": "tiny", "device": "cpu"}, timeout=60)
+    other = httpx.post(
+        f"{live_server.url}/api/preload/start", json={"model": "base", "device": "cpu"}, timeout=60
+    )
     assert other.status_code == 409 and other.json()["error"]["code"] == "model_busy"
-    busy_clear = httpx.post(f"{live_server.url}/api/preload/clear-cache")
+    busy_clear = httpx.post(f"{live_server.url}/api/preload/clear-cache", timeout=60)
     assert busy_clear.status_code == 409
     hub.resume()
     assert wait_state(live_server, "ready", "error")["state"] == "ready"
-    delete = httpx.delete(f"{live_server.url}/api/models/tiny")
+    delete = httpx.delete(f"{live_server.url}/api/models/tiny", timeout=60)
     assert delete.status_code == 409 and "loaded" in delete.json()["error"]["message"]
 
 
@@ -96,7 +102,7 @@ def test_cuda_on_a_machine_without_it_is_a_clear_error(live_server: LiveServer, 
         import pytest
 
         pytest.skip("this machine has CUDA")
-    httpx.post(f"{live_server.url}/api/preload/start", json={"model": "tiny", "device": "cuda"})
+    httpx.post(f"{live_server.url}/api/preload/start", json={"model": "tiny", "device": "cuda"}, timeout=60)
     failed = wait_state(live_server, "ready", "error")
     assert failed["state"] == "error" and "CUDA" in failed["error"]
 
@@ -115,9 +121,9 @@ def test_preload_on_cuda_reports_gpu_memory(live_server: LiveServer, hub: FakeHu
     assert ready["state"] == "ready", ready["error"]
     assert ready["device"] == "cuda" and ready["whisper"]["compute_type"] == "float16"
     assert ready["memory"]["cuda"]["total_bytes"] > 0
-    system = httpx.get(f"{live_server.url}/api/system").json()
+    system = httpx.get(f"{live_server.url}/api/system", timeout=60).json()
     assert system["gpu"]["available"] is True and system["gpu"]["free_bytes"] > 0
-    cleared = httpx.post(f"{live_server.url}/api/preload/clear-cache").json()
+    cleared = httpx.post(f"{live_server.url}/api/preload/clear-cache", timeout=60).json()
     assert cleared["status"]["state"] == "idle"
 
 

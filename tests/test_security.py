@@ -36,13 +36,15 @@ def test_rebinding_host_cannot_read_or_delete(live_server: LiveServer, hub: Fake
     assert job is not None and job.done.wait(60)
     port = _port(live_server)
     rebound = {"Host": f"evil.example:{port}"}
-    listing = httpx.get(f"{live_server.url}/api/models", headers=rebound)
+    listing = httpx.get(f"{live_server.url}/api/models", headers=rebound, timeout=60)
     assert listing.status_code == 403 and listing.json()["error"]["code"] == "forbidden_host"
-    deleted = httpx.delete(f"{live_server.url}/api/models/tiny", headers=rebound)
+    deleted = httpx.delete(f"{live_server.url}/api/models/tiny", headers=rebound, timeout=60)
     assert deleted.status_code == 403
     assert services.downloads.describe(services.catalog.get("tiny"))["status"] == "downloaded"
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "localhost"):
-        assert httpx.get(f"{live_server.url}/api/health", headers={"Host": host}).status_code == 200, host
+        assert (
+            httpx.get(f"{live_server.url}/api/health", headers={"Host": host}, timeout=60).status_code == 200
+        ), host
 
 
 @pytest.mark.parametrize(
@@ -58,7 +60,7 @@ def test_rebinding_host_cannot_read_or_delete(live_server: LiveServer, hub: Fake
 )
 def test_cross_site_posts_change_nothing(live_server: LiveServer, path: str, kwargs: dict) -> None:
     headers = {"Origin": EVIL, **kwargs.pop("headers", {})}
-    answer = httpx.post(f"{live_server.url}{path}", headers=headers, **kwargs)
+    answer = httpx.post(f"{live_server.url}{path}", headers=headers, **kwargs, timeout=60)
     assert answer.status_code == 403, answer.text
     assert answer.json()["error"]["code"] == "cross_origin"
     assert "access-control-allow-origin" not in answer.headers
@@ -70,7 +72,7 @@ def test_cross_site_without_origin_is_refused_by_fetch_metadata(live_server: Liv
         f"{live_server.url}/api/models/tiny/download", headers={"Sec-Fetch-Site": "cross-site"}
     )
     assert answer.status_code == 403 and answer.json()["error"]["code"] == "cross_origin"
-    opaque = httpx.post(f"{live_server.url}/api/preload/clear-cache", headers={"Origin": "null"})
+    opaque = httpx.post(f"{live_server.url}/api/preload/clear-cache", headers={"Origin": "null"}, timeout=60)
     assert opaque.status_code == 403
 
 
@@ -86,10 +88,14 @@ def test_same_origin_and_listed_origins_may_post(settings: Settings, hub: FakeHu
             f"{live.url}/api/preload/clear-cache", headers={"Origin": f"http://127.0.0.1:{port + 1}"}
         )
         assert other_port.status_code == 403
-        ok = httpx.post(f"{live.url}/api/preload/clear-cache", headers={"Origin": "https://studio.example"})
+        ok = httpx.post(
+            f"{live.url}/api/preload/clear-cache", headers={"Origin": "https://studio.example"}, timeout=60
+        )
         assert ok.status_code == 200
         assert ok.headers.get("access-control-allow-origin") in (None, "https://studio.example")
-        assert httpx.post(f"{live.url}/api/preload/clear-cache").status_code == 200  # curl, no Origin
+        assert (
+            httpx.post(f"{live.url}/api/preload/clear-cache", timeout=60).status_code == 200
+        )  # curl, no Origin
 
 
 def test_allowed_hosts_come_from_the_environment(monkeypatch) -> None:
@@ -108,11 +114,11 @@ def test_gradio_upload_from_another_origin_writes_nothing_and_cors_is_not_echoed
         files = {"files": ("x.txt", b"payload-from-evil", "text/plain")}
         for host, origin in ((f"evil.example:{port}", f"http://evil.example:{port}"), (None, EVIL)):
             headers = {"Origin": origin} | ({"Host": host} if host else {})
-            answer = httpx.post(f"{live.url}/gradio_api/upload", headers=headers, files=files)
+            answer = httpx.post(f"{live.url}/gradio_api/upload", headers=headers, files=files, timeout=60)
             assert answer.status_code == 403, answer.text
             assert "access-control-allow-origin" not in answer.headers
         # a cross-origin read of the page gets no CORS grant either
-        page = httpx.get(f"{live.url}/config", headers={"Origin": EVIL})
+        page = httpx.get(f"{live.url}/config", headers={"Origin": EVIL}, timeout=60)
         assert "access-control-allow-origin" not in page.headers
         preflight = httpx.options(
             f"{live.url}/gradio_api/upload",
@@ -140,9 +146,9 @@ def test_token_link_sets_a_cookie_and_the_sign_in_page_guards_the_ui(settings: S
         assert browser.get("/api/models").status_code == 200
         assert browser.get("/config").status_code == 200
     with run_server(guarded, ui=False) as live:
-        assert httpx.get(f"{live.url}/api/models", params={"token": "wrong"}).status_code == 401
+        assert httpx.get(f"{live.url}/api/models", params={"token": "wrong"}, timeout=60).status_code == 401
         bearer = {"Authorization": "Bearer s3cret-token"}
-        assert httpx.get(f"{live.url}/api/models", headers=bearer).status_code == 200
+        assert httpx.get(f"{live.url}/api/models", headers=bearer, timeout=60).status_code == 200
 
 
 def test_token_file_and_generation(tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ from tests.live import run_server
 
 def test_ui_and_api_share_one_port(settings) -> None:
     with run_server(settings, ui=True) as live:
-        assert httpx.get(f"{live.url}/api/health").json() == {"status": "ok"}
-        page = httpx.get(f"{live.url}/")
+        assert httpx.get(f"{live.url}/api/health", timeout=60).json() == {"status": "ok"}
+        page = httpx.get(f"{live.url}/", timeout=60)
         assert page.status_code == 200 and "<html" in page.text.lower()
-        missing = httpx.get(f"{live.url}/api/does-not-exist")
+        missing = httpx.get(f"{live.url}/api/does-not-exist", timeout=60)
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
 

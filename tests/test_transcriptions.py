@@ -95,19 +95,23 @@ def test_job_runs_through_every_stage_and_serves_every_format(live_server: LiveS
     assert done["status"] == "done", done["error"]
     assert done["device"] == "cpu", "auto is resolved once, to a concrete device"
     assert done["language"] == "zh" and done["segments"] == 2 and done["progress"] == 100.0
-    srt = httpx.get(f"{live_server.url}/api/transcriptions/{job['id']}/result", params={"format": "srt"})
+    srt = httpx.get(
+        f"{live_server.url}/api/transcriptions/{job['id']}/result", params={"format": "srt"}, timeout=60
+    )
     assert srt.status_code == 200 and srt.text.startswith("1\n00:00:00,000 --> ")
     assert "你好世界" in srt.text
-    vtt = httpx.get(f"{live_server.url}{done['results']['vtt']}")
+    vtt = httpx.get(f"{live_server.url}{done['results']['vtt']}", timeout=60)
     assert vtt.status_code == 200 and vtt.text.startswith("WEBVTT")
     assert (
         "attachment" in vtt.headers["content-disposition"]
         and "speech.vtt" in vtt.headers["content-disposition"]
     )
-    data = httpx.get(f"{live_server.url}/api/transcriptions/{job['id']}/result?format=json").json()
+    data = httpx.get(
+        f"{live_server.url}/api/transcriptions/{job['id']}/result?format=json", timeout=60
+    ).json()
     words = [w for seg in data["segments"] for w in seg["words"]]
     assert words and all(w["start"] <= w["end"] for w in words)
-    txt = httpx.get(f"{live_server.url}/api/transcriptions/{job['id']}/result?format=txt").text
+    txt = httpx.get(f"{live_server.url}/api/transcriptions/{job['id']}/result?format=txt", timeout=60).text
     assert txt.splitlines() == ["你好世界", "hello world"]
 
     # Every stage was published on the event bus, in order.
@@ -122,11 +126,11 @@ def test_job_runs_through_every_stage_and_serves_every_format(live_server: LiveS
         stages
     )
 
-    listed = httpx.get(f"{live_server.url}/api/transcriptions").json()["jobs"]
+    listed = httpx.get(f"{live_server.url}/api/transcriptions", timeout=60).json()["jobs"]
     assert [j["id"] for j in listed] == [job["id"]]
-    removed = httpx.delete(f"{live_server.url}/api/transcriptions/{job['id']}")
+    removed = httpx.delete(f"{live_server.url}/api/transcriptions/{job['id']}", timeout=60)
     assert removed.json()["status"] == "deleted"
-    assert httpx.get(f"{live_server.url}/api/transcriptions/{job['id']}").status_code == 404
+    assert httpx.get(f"{live_server.url}/api/transcriptions/{job['id']}", timeout=60).status_code == 404
     assert not any(live_server.services.settings.jobs_dir.iterdir()), "its folder is gone"
 
 
@@ -157,7 +161,9 @@ def test_a_job_for_a_model_still_downloading_joins_that_download(
     live_server: LiveServer, hub: FakeHub, tiny
 ) -> None:
     hub.set_throttle(300_000)
-    started = httpx.post(f"{live_server.url}/api/models/tiny/download", json={"languages": ["zh"]})
+    started = httpx.post(
+        f"{live_server.url}/api/models/tiny/download", json={"languages": ["zh"]}, timeout=60
+    )
     assert started.json()["status"] == "started"
     job = submit(live_server, tiny.wav, model="tiny", language="zh").json()
     downloading = wait_job(live_server, job["id"], "downloading", *FINISHED)
@@ -179,18 +185,20 @@ def test_clear_cache_delete_and_other_preloads_wait_for_a_running_job(
     assert gate.entered.wait(TIMEOUT), "the job never started transcribing"
     assert job_state(live_server, first["id"])["status"] == "transcribing"
 
-    cleared = httpx.post(f"{url}/api/preload/clear-cache")
+    cleared = httpx.post(f"{url}/api/preload/clear-cache", timeout=60)
     assert cleared.status_code == 409 and cleared.json()["error"]["code"] == "model_in_use"
-    deleted = httpx.delete(f"{url}/api/models/tiny")
+    deleted = httpx.delete(f"{url}/api/models/tiny", timeout=60)
     assert deleted.status_code == 409
-    other = httpx.post(f"{url}/api/preload/start", json={"model": "base", "device": "cpu"})
+    other = httpx.post(f"{url}/api/preload/start", json={"model": "base", "device": "cpu"}, timeout=60)
     assert other.status_code == 409 and other.json()["error"]["code"] == "model_in_use"
-    same = httpx.post(f"{url}/api/preload/start", json={"model": "tiny", "language": "zh", "device": "cpu"})
+    same = httpx.post(
+        f"{url}/api/preload/start", json={"model": "tiny", "language": "zh", "device": "cpu"}, timeout=60
+    )
     assert same.status_code == 202 and same.json()["state"] == "ready", "the same model is simply ready"
 
     second = submit(live_server, tiny.wav, model="base", language="zh").json()
     assert job_state(live_server, second["id"])["status"] == "queued"
-    status = httpx.get(f"{url}/api/preload/status").json()
+    status = httpx.get(f"{url}/api/preload/status", timeout=60).json()
     assert status["whisper"]["id"] == "tiny" and status["leases"] == 1
 
     gate.open.set()
@@ -198,21 +206,21 @@ def test_clear_cache_delete_and_other_preloads_wait_for_a_running_job(
     assert done["status"] == "done" and done["segments"] == 2, done
     after = wait_job(live_server, second["id"])
     assert after["status"] == "done", after["error"]
-    status = httpx.get(f"{url}/api/preload/status").json()
+    status = httpx.get(f"{url}/api/preload/status", timeout=60).json()
     assert status["whisper"]["id"] == "base" and status["leases"] == 0
-    assert httpx.post(f"{url}/api/preload/clear-cache").status_code == 200
+    assert httpx.post(f"{url}/api/preload/clear-cache", timeout=60).status_code == 200
 
 
 def test_aligners_loaded_on_demand_are_recorded_and_freed(live_server: LiveServer, tiny) -> None:
     job = submit(live_server, tiny.wav, model="tiny").json()  # language auto: detected as zh
     done = wait_job(live_server, job["id"])
     assert done["status"] == "done" and done["language"] == "zh"
-    status = httpx.get(f"{live_server.url}/api/preload/status").json()
+    status = httpx.get(f"{live_server.url}/api/preload/status", timeout=60).json()
     zh_align = "jonatasgrosman/wav2vec2-large-xlsr-53-chinese-zh-cn"
     assert {"id": zh_align, "language": "zh"} in status["aligners"]
-    refused = httpx.delete(f"{live_server.url}/api/models/{zh_align}")
+    refused = httpx.delete(f"{live_server.url}/api/models/{zh_align}", timeout=60)
     assert refused.status_code == 409, "a loaded aligner cannot be deleted"
-    freed = httpx.post(f"{live_server.url}/api/preload/clear-cache").json()["freed"]["models"]
+    freed = httpx.post(f"{live_server.url}/api/preload/clear-cache", timeout=60).json()["freed"]["models"]
     assert set(freed) == {"tiny", zh_align}
 
 
@@ -226,16 +234,16 @@ def test_cancel_a_queued_and_a_running_job(
     running = submit(live_server, tiny.wav, model="tiny", language="zh").json()
     queued = submit(live_server, tiny.wav, model="tiny", language="zh").json()
     assert gate.entered.wait(TIMEOUT)
-    answer = httpx.delete(f"{live_server.url}/api/transcriptions/{queued['id']}")
+    answer = httpx.delete(f"{live_server.url}/api/transcriptions/{queued['id']}", timeout=60)
     assert answer.status_code == 200 and answer.json()["job"]["status"] == "cancelled"
-    answer = httpx.delete(f"{live_server.url}/api/transcriptions/{running['id']}")
+    answer = httpx.delete(f"{live_server.url}/api/transcriptions/{running['id']}", timeout=60)
     assert answer.json()["status"] == "cancelling"
     gate.open.set()
     cancelled = wait_job(live_server, running["id"])
     assert cancelled["status"] == "cancelled"
-    result = httpx.get(f"{live_server.url}/api/transcriptions/{running['id']}/result?format=srt")
+    result = httpx.get(f"{live_server.url}/api/transcriptions/{running['id']}/result?format=srt", timeout=60)
     assert result.status_code == 409 and result.json()["error"]["code"] == "result_not_ready"
-    assert httpx.get(f"{live_server.url}/api/preload/status").json()["leases"] == 0
+    assert httpx.get(f"{live_server.url}/api/preload/status", timeout=60).json()["leases"] == 0
 
 
 # --------------------------------------------------------------------------- bad input
@@ -300,7 +308,7 @@ def test_every_bad_upload_gets_a_clear_error_and_changes_nothing(
         ),
     ]
     with run_server(settings) as live:
-        before = httpx.get(f"{live.url}/api/models").json()
+        before = httpx.get(f"{live.url}/api/models", timeout=60).json()
         for path, fields, audio, status, code in cases:
             files = {"file": (audio.name, audio.read_bytes(), "audio/wav")} if audio else {"x": ("x", b"")}
             answer = httpx.post(f"{live.url}{path}", data=fields, files=files, timeout=60)
@@ -330,14 +338,14 @@ def test_every_bad_upload_gets_a_clear_error_and_changes_nothing(
             timeout=60,
         )
         assert streamed.status_code == 413 and streamed.json()["error"]["code"] == "payload_too_large"
-        not_multipart = httpx.post(f"{live.url}/api/transcriptions", json={"model": "tiny"})
+        not_multipart = httpx.post(f"{live.url}/api/transcriptions", json={"model": "tiny"}, timeout=60)
         assert not_multipart.status_code == 400
-        assert httpx.get(f"{live.url}/api/transcriptions/{'0' * 32}").status_code == 404
-        assert httpx.get(f"{live.url}/api/transcriptions/../../etc").status_code == 404
-        assert httpx.get(f"{live.url}/api/transcriptions").json() == {"jobs": []}
-        assert httpx.get(f"{live.url}/api/models").json() == before
+        assert httpx.get(f"{live.url}/api/transcriptions/{'0' * 32}", timeout=60).status_code == 404
+        assert httpx.get(f"{live.url}/api/transcriptions/../../etc", timeout=60).status_code == 404
+        assert httpx.get(f"{live.url}/api/transcriptions", timeout=60).json() == {"jobs": []}
+        assert httpx.get(f"{live.url}/api/models", timeout=60).json() == before
         assert live.services.downloads.transfers_started == 0
-        assert httpx.get(f"{live.url}/v1/nope").json()["error"]["code"] == "not_found"
+        assert httpx.get(f"{live.url}/v1/nope", timeout=60).json()["error"]["code"] == "not_found"
     assert [p.name for p in _job_folders(settings)] == [], "no job folder, no stray upload"
 
 
