@@ -29,6 +29,7 @@ from . import errors
 from .api_docs import BUSY_RESPONSES, ERROR_RESPONSES, HUB_RESPONSES
 from .api_transcriptions import UPLOAD_PATHS, install_transcription_api
 from .events import CLOSED, sse_frame
+from .rootpath import route_path
 from .security import AUTHENTICATED
 from .services import Services
 from .system import system_report
@@ -367,12 +368,12 @@ async def _stream(
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.ModelMgrError)
     async def _mgr(request: Request, exc: errors.ModelMgrError) -> JSONResponse:
-        return error_response(status_for(exc), exc.code, exc.message, request.url.path)
+        return error_response(status_for(exc), exc.code, exc.message, route_path(request.scope))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = exc.errors()
-        path = request.url.path
+        path = route_path(request.scope)
         if any(p.get("type") == "json_invalid" for p in problems):
             return error_response(400, "malformed_json", "the request body is not valid JSON", path)
         detail = "; ".join(
@@ -383,7 +384,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        path = request.url.path
+        path = route_path(request.scope)  # without the --root-path prefix
         if not path.startswith(("/api", "/v1")):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -405,7 +406,7 @@ class BodyLimit:
         self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
+        path = route_path(scope) if scope["type"] == "http" else ""  # without the --root-path prefix
         if not path.startswith(("/api", "/v1")):
             await self.app(scope, receive, send)
             return
@@ -468,9 +469,7 @@ class BodyLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         exc = errors.PayloadTooLarge(f"request bodies here are limited to {_size_words(limit)}")
-        await error_response(status_for(exc), exc.code, exc.message, scope.get("path", ""))(
-            scope, receive, send
-        )
+        await error_response(status_for(exc), exc.code, exc.message, route_path(scope))(scope, receive, send)
 
 
 def _size_words(n: int) -> str:

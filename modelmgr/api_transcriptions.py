@@ -93,6 +93,7 @@ def install_transcription_api(
     """Add /api/transcriptions and /v1 routes (before any Gradio mount)."""
     manager = services.transcriptions
     settings = services.settings
+    base = settings.root_path + "/"  # links carry the public prefix (--root-path) behind a proxy
     guarded = APIRouter(dependencies=[Depends(require_auth)], responses=ALL_RESPONSES)
 
     # --- jobs API ---
@@ -115,24 +116,24 @@ def install_transcription_api(
         )
         job = await _submit(manager, upload, options)
         return JSONResponse(
-            _job_json(job, manager, result_key),
+            _job_json(job, manager, result_key, base),
             status_code=202,
-            headers={"Location": f"/api/transcriptions/{job.id}"},
+            headers={"Location": f"{base}api/transcriptions/{job.id}"},
         )
 
     @guarded.get("/api/transcriptions", tags=["transcriptions"])
     def list_jobs() -> dict[str, Any]:
-        return {"jobs": [_job_json(j, manager, result_key) for j in manager.jobs()]}
+        return {"jobs": [_job_json(j, manager, result_key, base) for j in manager.jobs()]}
 
     @guarded.get("/api/transcriptions/{job_id}", tags=["transcriptions"])
     def get_job(job_id: str) -> dict[str, Any]:
-        return _job_json(manager.get(job_id), manager, result_key)
+        return _job_json(manager.get(job_id), manager, result_key, base)
 
     @guarded.delete("/api/transcriptions/{job_id}", tags=["transcriptions"])
     def delete_job(job_id: str) -> dict[str, Any]:
         job = manager.get(job_id)
         status = manager.delete(job_id)
-        return {"status": status, "job": _job_json(job, manager, result_key)}
+        return {"status": status, "job": _job_json(job, manager, result_key, base)}
 
     # The result route checks its own auth: a signed link (from the UI) or the token.
     results = APIRouter(responses=ALL_RESPONSES)
@@ -234,10 +235,10 @@ def result_links(job: dict[str, Any], key: bytes | None, base: str = "") -> dict
     }
 
 
-def _job_json(job: Job, manager: Any, key: bytes | None) -> dict[str, Any]:
+def _job_json(job: Job, manager: Any, key: bytes | None, base: str = "/") -> dict[str, Any]:
     data = job.describe()
     data["queue_position"] = manager.queue_positions().get(job.id)
-    data["results"] = result_links(data, key, "/")
+    data["results"] = result_links(data, key, base)
     return data
 
 

@@ -50,7 +50,8 @@ from .events import EventBus
 from .nltk_data import ensure_punkt
 from .remote import Remote
 from .settings import Settings
-from .store import Store
+from .sizes import SizeCatalog
+from .store import LocalState, Store
 from .transfer import bytes_present, fetch
 
 log = logging.getLogger(__name__)
@@ -115,9 +116,16 @@ class StartResult:
 
 class DownloadManager:
     def __init__(
-        self, settings: Settings, catalog: Catalog, store: Store, remote: Remote, bus: EventBus
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        store: Store,
+        remote: Remote,
+        bus: EventBus,
+        sizes: SizeCatalog | None = None,
     ) -> None:
         self.settings = settings
+        self.sizes = sizes
         self.catalog = catalog
         self.store = store
         self.remote = remote
@@ -451,12 +459,14 @@ class DownloadManager:
             )
         else:
             aligns = []
+        size, size_source = self._size(spec, state, job)
         return {
             "id": spec.id,
             "repo_id": spec.repo_id,
             "kind": spec.kind,
             "language": spec.language,
-            "size_bytes": state.bytes_total or (job.bytes_total if job else None),
+            "size_bytes": size,
+            "size_source": size_source,
             "status": status,
             "progress": progress,
             "error": error,
@@ -464,6 +474,14 @@ class DownloadManager:
             "revision": self.store.local_commit(spec) if state.status == "downloaded" else None,
             "update_available": self._update_available(spec) if state.status == "downloaded" else None,
         }
+
+    def _size(self, spec: ModelSpec, state: LocalState, job: Job | None) -> tuple[int | None, str | None]:
+        """The best size known: this cache's manifest, the job's, the hub's metadata, or a guess."""
+        if state.bytes_total:
+            return state.bytes_total, "disk"
+        if job is not None and job.bytes_total:
+            return job.bytes_total, "hub"
+        return self.sizes.size(spec) if self.sizes else (None, None)
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [self.describe(spec) for spec in self.catalog.all()]

@@ -35,6 +35,7 @@ from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .rootpath import route_path
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ class SecurityMiddleware:
     # --- token -----------------------------------------------------------------------------
     async def _authenticate(self, scope: Scope, receive: Receive, send: Send, headers: Headers) -> bool:
         assert self.token is not None and self.session is not None
-        path = scope.get("path", "")
+        path = route_path(scope)  # without the --root-path prefix
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         given = headers.get("x-auth-token") or ""
         auth = headers.get("authorization", "")
@@ -230,7 +231,8 @@ class SecurityMiddleware:
     async def _remember_browser(self, scope: Scope, receive: Receive, send: Send, query: dict) -> None:
         """``/?token=T`` from a browser: set the session cookie and redirect to the clean URL."""
         rest = {k: v for k, v in query.items() if k != "token"}
-        target = scope.get("root_path", "") + scope.get("path", "/") + (f"?{urlencode(rest)}" if rest else "")
+        path = scope.get("root_path", "") + (route_path(scope) or "/")  # the public path, prefix included
+        target = path + (f"?{urlencode(rest)}" if rest else "")
         response = RedirectResponse(target, status_code=303)
         self._set_cookie(response)
         await response(scope, receive, send)
@@ -270,7 +272,7 @@ class SecurityMiddleware:
         # The one error shape (OpenAI's under /v1); imported here because api.py imports this module.
         from .api import error_response
 
-        await error_response(status, code, message, scope.get("path", "/"))(scope, receive, send)
+        await error_response(status, code, message, route_path(scope))(scope, receive, send)
 
     def _strip_cors(self, send: Send, allowed_origin: str | None) -> Send:
         """Drop any Access-Control-Allow-* header unless the request's origin is allowed here."""

@@ -15,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from .api import install_api
+from .rootpath import RootPath
 from .security import install_security
 from .services import Services
 from .settings import Settings
@@ -26,6 +27,7 @@ def create_api_app(services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services.bus.bind(asyncio.get_running_loop())
+        services.sizes.start()  # model sizes from the hub, in the background
         if services.settings.resume_on_start:
             await asyncio.to_thread(services.downloads.resume_interrupted)
         services.downloads.start_update_checker()  # daily, in the background; never when offline
@@ -54,9 +56,12 @@ def create_app(settings: Settings, *, ui: bool = True) -> FastAPI:
             app,
             build_ui(services),
             path="/",
+            root_path=settings.root_path or None,  # Gradio's links then carry the prefix
             max_file_size=settings.max_upload_bytes,  # Gradio refuses larger audio while it streams
         )
         app.state.services = services
+    if settings.root_path:
+        app.add_middleware(RootPath, root_path=settings.root_path)
     return app
 
 

@@ -11,6 +11,7 @@ from .events import EventBus
 from .preload import PreloadManager
 from .remote import Remote
 from .settings import Settings
+from .sizes import SizeCatalog
 from .store import Store
 from .transcriptions import TranscriptionManager
 
@@ -24,6 +25,7 @@ class Services:
     downloads: DownloadManager
     preload: PreloadManager
     transcriptions: TranscriptionManager
+    sizes: SizeCatalog
 
     @classmethod
     def build(
@@ -38,7 +40,9 @@ class Services:
         catalog = Catalog(settings)
         store = Store(settings)
         bus = bus or EventBus(replay=settings.event_replay, queue_size=settings.subscriber_queue)
-        downloads = DownloadManager(settings, catalog, store, Remote(settings), bus)
+        remote = Remote(settings)
+        sizes = SizeCatalog(settings, catalog, remote)
+        downloads = DownloadManager(settings, catalog, store, remote, bus, sizes)
         preload = PreloadManager(settings, catalog, store, downloads, bus)
         if transcriptions is None and settings.redis_url:
             from .distributed.jobs import RemoteTranscriptionManager
@@ -48,7 +52,7 @@ class Services:
         manager = factory(settings, catalog, downloads, preload, bus)
         # Delete asks the preload manager whether a model is loaded or leased (API, UI and CLI alike).
         downloads.in_use = lambda spec: preload.is_loaded(spec.id) or preload.in_use(spec.id)
-        return cls(settings, catalog, store, bus, downloads, preload, manager)
+        return cls(settings, catalog, store, bus, downloads, preload, manager, sizes)
 
     @property
     def distributed(self) -> bool:
@@ -63,6 +67,7 @@ class Services:
         }
 
     def shutdown(self) -> None:
+        self.sizes.stop()
         self.bus.close()
         self.transcriptions.shutdown()  # its running job is left queued for the next start
         self.downloads.shutdown()  # from here on no queued download starts

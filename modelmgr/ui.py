@@ -27,8 +27,10 @@ Deliberate choices (keep them):
   survive a reload and show in every tab. Its Show/Cancel/Remove buttons are plain
   HTML: one delegated listener (``js_on_load``) sends a ``job_action`` event with
   the job id, and the handler calls the manager.
-* **Which job's segments are shown** is the only thing a page remembers (a
-  ``gr.State``: the job picked with Show, and the one drawn now, so a tick
+* **Which job's segments are shown** is the only thing a page remembers (two
+  hidden textboxes, never ``gr.State``: any State makes Gradio keep a heartbeat
+  stream open per page, which over HTTP/1.1 freezes the sixth tab; they hold
+  the job picked with Show, and the one drawn now, so a tick
   re-renders the table only when that changes). Without a pick it is the newest
   finished job.
 * Helpers named ``format_*``/``render_*``/``human_*`` are pure functions of a
@@ -65,11 +67,13 @@ from .ui_view import (
     describe_start,
     device_choices,
     esc,
+    find_model,
     human_bytes,
     job_title,
     job_to_show,
     language_arg,
     render_badge,
+    render_fit,
     render_jobs_table,
     render_models_table,
     render_panel,
@@ -85,7 +89,9 @@ from .ui_view import (
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# In a checkout the assets sit beside the package; an installed wheel carries them inside it.
+_HERE = Path(__file__).resolve().parent
+ASSETS = _HERE / "assets" if (_HERE / "assets").is_dir() else _HERE.parent / "assets"
 CSS_PATH = ASSETS / "studio.css"
 LOGO_PATH = ASSETS / "logo.svg"
 
@@ -187,13 +193,20 @@ def build_ui(services: Services) -> gr.Blocks:
                     system_html = _html("", elem_id="system-info")
             panel = _panel(choices)
         timer = gr.Timer(IDLE_TICK_S)
-        # Per page, outside the Tabs (a non-Tab child of gr.Tabs duplicates its tab buttons):
-        tx.pinned = gr.State(None)  # the job picked with Show (None: follow the newest finished job)
-        tx.shown = gr.State(None)  # the job whose segments are drawn now
+        # Per page, outside the Tabs (a non-Tab child of gr.Tabs duplicates its tab buttons). Hidden
+        # textboxes, not gr.State: any gr.State makes Gradio hold a heartbeat stream open per page,
+        # and six such pages use up a browser's HTTP/1.1 connections to the host (tabs freeze).
+        tx.pinned = _page_value()  # the job picked with Show ("": follow the newest finished job)
+        tx.shown = _page_value()  # the job whose segments are drawn now
         live = _wire_live(services, demo, timer, header, models, panel, system_html, tx)
         _wire_actions(services, models, panel, live)
         _wire_transcribe(services, tx, live)
     return demo
+
+
+def _page_value() -> gr.Textbox:
+    """A value one page remembers (sent with its events), without gr.State's heartbeat connection."""
+    return gr.Textbox(visible=False, elem_classes="mm-page-value")
 
 
 def _header() -> SimpleNamespace:
@@ -281,6 +294,7 @@ def _models_tab(choices: SimpleNamespace) -> SimpleNamespace:
                     clear = gr.Button("Clear cache", elem_id="clear-cache-btn", **small)
                     # Re-hash the files (same-size damage shows only this way); always clickable.
                     verify = gr.Button("Verify", elem_id="verify-btn", **small)
+                fit = _html("", elem_id="download-fit")
                 message = gr.Markdown("", elem_id="models-status", elem_classes="mm-msg")
             with gr.Column(scale=1, min_width=260, elem_classes="mm-side-card"):
                 preload_card = _html("", elem_id="preload-status")
@@ -296,6 +310,7 @@ def _models_tab(choices: SimpleNamespace) -> SimpleNamespace:
         clear=clear,
         verify=verify,
         message=message,
+        fit=fit,
         preload_card=preload_card,
         table=table,
         buttons=[download, cancel, delete, preload, clear],
@@ -350,6 +365,7 @@ def _wire_live(
         timer,
         header.badge,
         models.table,
+        models.fit,
         models.preload_card,
         panel.models,
         panel.preload_card,
@@ -369,11 +385,17 @@ def _wire_live(
             gr.Button(interactive=side[k]) for k in PANEL_BUTTON_KEYS
         ]
 
+    def fit_html(snap: list[dict], selected: str | None, free: int | None = None) -> str:
+        free = services.store.free_bytes() if free is None else free
+        return render_fit(find_model(snap, selected), free, services.settings.min_free_bytes)
+
     def refresh(
         selected: str | None, selected_panel: str | None, pinned: str | None, shown: str | None
     ) -> list:
         snap, pre, jobs = downloads.snapshot(), preload.status(), transcriptions.snapshot()
+        report = system_report(services.store)
         preload_html = render_preload(pre)
+        pinned, shown = pinned or None, shown or None  # hidden textboxes hold "" for none
         show = job_to_show(jobs, pinned)
         show_id = show["id"] if show else None
         # The segment table is redrawn only when another job is to be shown (it can be long).
@@ -385,17 +407,19 @@ def _wire_live(
             gr.Timer(value=tick_interval(snap, pre, jobs)),
             render_badge(snap, pre, jobs),
             render_models_table(snap),
+            fit_html(snap, selected, report["disk"]["free_bytes"]),
             preload_html,
             render_panel(snap),
             preload_html,
-            render_system(system_report(services.store), pre) + _workers_html(services),
+            render_system(report, pre) + _workers_html(services),
             render_jobs_table(jobs, {j["id"]: result_links(j, key) for j in jobs}, show_id),
             *segments,
             *buttons(snap, pre, selected, selected_panel),
         ]
 
     def refresh_buttons(selected: str | None, selected_panel: str | None) -> list:
-        return buttons(downloads.snapshot(), preload.status(), selected, selected_panel)
+        snap = downloads.snapshot()
+        return [fit_html(snap, selected), *buttons(snap, preload.status(), selected, selected_panel)]
 
     def device_labels() -> list:
         # "auto (cpu)" becomes exact once torch has been imported: new pages get the exact word.
@@ -408,7 +432,9 @@ def _wire_live(
     demo.load(device_labels, None, [tx.device, models.device], queue=False, **quiet)
     demo.load(None, js=JS_RESTORE_PANEL)
     for select in selects:
-        select.change(refresh_buttons, selects, [*models.buttons, *panel.buttons], queue=False, **quiet)
+        select.change(
+            refresh_buttons, selects, [models.fit, *models.buttons, *panel.buttons], queue=False, **quiet
+        )
     return SimpleNamespace(refresh=refresh, inputs=inputs, outputs=outputs)
 
 

@@ -98,6 +98,49 @@ def format_seconds(seconds: float | None) -> str:
     return "?" if seconds is None else f"{seconds:.2f}"
 
 
+def format_size(m: dict[str, Any]) -> str:
+    """A model's size; ``≈`` marks the approximate table's guess (not yet asked of the hub)."""
+    size = m.get("size_bytes") or (m.get("progress") or {}).get("bytes_total")
+    if size and m.get("size_source") == "approximate":
+        return f"≈ {human_bytes(size)}"
+    return human_bytes(size)
+
+
+def disk_fit(model: dict[str, Any] | None, free_bytes: int | None, reserve_bytes: int = 0) -> dict[str, Any]:
+    """Would downloading ``model`` fit? ``needed`` counts only the bytes not on disk yet."""
+    if model is None or free_bytes is None:
+        return {"fits": None, "needed": None}
+    size = model.get("size_bytes")
+    if model["status"] == "downloaded":
+        return {"fits": True, "needed": 0}
+    if not size:
+        return {"fits": None, "needed": None}
+    needed = max(0, int(size) - int((model.get("progress") or {}).get("bytes_done") or 0))
+    return {"fits": free_bytes - needed >= reserve_bytes, "needed": needed}
+
+
+def render_fit(model: dict[str, Any] | None, free_bytes: int | None, reserve_bytes: int = 0) -> str:
+    """Size and free disk side by side, with a warning when the download would not fit."""
+    if model is None:
+        return '<div class="mm-fit" data-fits="unknown"></div>'
+    fit = disk_fit(model, free_bytes, reserve_bytes)
+    source = {"approximate": " (approximate)", "hub": " (from the hub)", "disk": ""}.get(
+        model.get("size_source") or "", ""
+    )
+    parts = [
+        f"Size <b>{esc(format_size(model))}</b>{source}",
+        f"Free disk <b>{esc(human_bytes(free_bytes))}</b>",
+    ]
+    state = {True: "true", False: "false", None: "unknown"}[fit["fits"]]
+    if fit["fits"] is False:
+        short = fit["needed"] + reserve_bytes - (free_bytes or 0)
+        parts.append(
+            f'<span class="mm-error-text">⚠ {esc(model["id"])} would not fit: '
+            f"{esc(human_bytes(short))} more space needed</span>"
+        )
+    return f'<div class="mm-fit" data-fits="{state}">{" · ".join(parts)}</div>'
+
+
 def format_rows(snapshot: Sequence[dict[str, Any]]) -> list[list[str]]:
     """One row per model: id, kind, language, size, status, percent, speed, ETA."""
     rows = []
@@ -109,7 +152,7 @@ def format_rows(snapshot: Sequence[dict[str, Any]]) -> list[list[str]]:
                 m["id"],
                 m["kind"],
                 m.get("language") or "any",
-                human_bytes(m.get("size_bytes") or p.get("bytes_total")),
+                format_size(m),
                 status_label(m["status"]),
                 "—"
                 if m["status"] == "not_downloaded" and not p.get("bytes_done")

@@ -95,6 +95,7 @@ def settings(hub: FakeHub, tmp_path: Path) -> Settings:
         min_free_bytes=0,
         download_retries=2,
         default_languages=[],
+        fetch_sizes=False,  # tests/test_sizes.py turns it on; elsewhere it would consume hub faults
     )
 
 

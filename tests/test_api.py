@@ -92,6 +92,7 @@ def test_health_models_and_contract_shapes(live_server: LiveServer) -> None:
         "kind",
         "language",
         "size_bytes",
+        "size_source",
         "status",
         "progress",
         "error",
@@ -100,6 +101,7 @@ def test_health_models_and_contract_shapes(live_server: LiveServer) -> None:
         "update_available",
     }
     assert set(tiny["progress"]) == {"bytes_done", "bytes_total", "percent", "speed_bps", "eta_s"}
+    assert tiny["size_source"] == "approximate" and tiny["size_bytes"] > 0  # known before a download
     assert tiny["status"] == "not_downloaded"
     status = httpx.get(f"{live_server.url}/api/preload/status", timeout=60)
     assert status.status_code == 200 and status.json()["state"] == "idle"

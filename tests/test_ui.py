@@ -467,3 +467,11 @@ def test_build_ui_has_the_contract_hooks_and_one_private_timer(tmp_path):
     assert ticks[0].api_visibility == "private"
     assert ticks[0].show_progress == "hidden"
     assert all(d.api_visibility == "private" for d in demo.fns.values())
+
+
+def test_pages_hold_no_heartbeat_connection(tmp_path):
+    """gr.State (or an unload event) makes every page keep /gradio_api/heartbeat open: over HTTP/1.1
+    the sixth tab of a browser then waits forever for a connection (tests/e2e/test_many_tabs.py)."""
+    settings = Settings(hf_home=tmp_path / "hf", hf_endpoint="http://127.0.0.1:9", offline=True)
+    demo = ui.build_ui(Services.build(settings))
+    assert demo.get_config_file()["connect_heartbeat"] is False
