@@ -44,6 +44,7 @@ STATUS: dict[type[errors.ModelMgrError], int] = {
     errors.AccessDenied: 403,
     errors.ModelNotFound: 404,
     errors.JobNotFound: 404,
+    errors.WorkerNotFound: 404,
     errors.ResultNotReady: 409,
     errors.NotDownloading: 409,
     errors.ModelBusy: 409,
@@ -52,6 +53,7 @@ STATUS: dict[type[errors.ModelMgrError], int] = {
     errors.DownloadFailed: 502,
     errors.HubTimeout: 504,
     errors.Offline: 503,
+    errors.QueueUnavailable: 503,
     errors.DiskFull: 507,
 }
 
@@ -84,6 +86,11 @@ class DownloadBody(_Body):
     with_align: StrictBool = True
 
 
+class WorkersDownloadBody(_Body):
+    model: StrictStr
+    languages: list[StrictStr] | None = None
+
+
 class PreloadBody(_Body):
     model: StrictStr
     language: StrictStr | None = None
@@ -110,8 +117,34 @@ def install_api(app: FastAPI, services: Services) -> None:
     guarded = APIRouter(prefix="/api", dependencies=[Depends(require_auth)], responses=ERROR_RESPONSES)
 
     @router.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> Any:
+        if not services.distributed:
+            return {"status": "ok"}
+        # Distributed mode: say whether Redis and any worker can be reached (503 without Redis).
+        report = await asyncio.to_thread(services.transcriptions.health)
+        ok = report["redis"] == "ok"
+        body = {"status": "ok" if ok else "degraded", "mode": "distributed", **report}
+        if ok and not report["workers"]:
+            body["warning"] = "no worker is connected: jobs wait as queued"
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @guarded.get("/workers")
+    def workers() -> dict[str, Any]:
+        if not services.distributed:
+            return {"mode": "embedded", "workers": []}
+        return {"mode": "distributed", "workers": services.transcriptions.workers()}
+
+    @guarded.post("/workers/download", status_code=202)
+    def download_on_workers(body: WorkersDownloadBody) -> dict[str, Any]:
+        _need_distributed(services)
+        names = services.transcriptions.download_on_workers(body.model, body.languages)
+        return {"status": "sent", "model": body.model, "workers": names}
+
+    @guarded.post("/workers/{name}/preload", status_code=202)
+    def preload_on_worker(name: str, body: PreloadBody) -> dict[str, Any]:
+        _need_distributed(services)
+        services.transcriptions.preload_on_worker(name, body.model, body.language, body.device)
+        return {"status": "sent", "worker": name, "model": body.model}
 
     @guarded.get("/models")
     def list_models() -> dict[str, Any]:
@@ -234,6 +267,11 @@ def install_api(app: FastAPI, services: Services) -> None:
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes
     )
+
+
+def _need_distributed(services: Services) -> None:
+    if not services.distributed:
+        raise errors.InvalidInput("worker actions exist in distributed mode only (MODELMGR_REDIS_URL)")
 
 
 class _SnapshotCache:

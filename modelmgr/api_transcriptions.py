@@ -157,10 +157,13 @@ def install_transcription_api(
     # --- OpenAI-compatible ---
     @guarded.get("/v1/models", tags=["openai"])
     def openai_models() -> dict[str, Any]:
+        # Distributed mode: the models the workers have, not this web process's own cache.
+        on_workers = manager.models_on_workers() if services.distributed else None
         data = [
             {"id": m["id"], "object": "model", "created": 0, "owned_by": m["repo_id"].split("/")[0]}
             for m in services.downloads.snapshot()
-            if m["kind"] == "whisper" and m["status"] == "downloaded"
+            if m["kind"] == "whisper"
+            and (m["status"] == "downloaded" if on_workers is None else m["id"] in on_workers)
         ]
         return {"object": "list", "data": data}
 

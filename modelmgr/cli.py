@@ -105,7 +105,8 @@ class Local:
     def __init__(self, settings: Settings) -> None:
         from .services import Services  # the managers; not needed to talk to a server
 
-        self.services = Services.build(settings)
+        # This machine's cache even where MODELMGR_REDIS_URL is set (no Redis needed).
+        self.services = Services.build(settings, transcriptions=TranscriptionManager)
 
     def close(self) -> None:
         self.services.downloads.shutdown()
@@ -555,10 +556,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vad", action="store_true", help="skip silence with the Silero VAD")
     p.add_argument("--batch-size", type=int, help="batched inference (default: 16 on CUDA, measured on CPU)")
     p.add_argument("--prompt", help="initial prompt: names, spellings, style")
+    sub.add_parser("worker", help="distributed mode: run transcription jobs from Redis (see `worker --help`)")
     return parser
 
 
 def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:  # distributed mode: a Celery worker (imports Celery only here)
+        from .distributed.worker import main as worker_main
+
+        return worker_main(argv[1:])
     args = build_parser().parse_args(argv)
     overrides: dict[str, Any] = {"url": args.url} if args.url else {}
     if args.token:

@@ -10,6 +10,7 @@ Hierarchy (HTTP status is mapped in ``api.py``, nowhere else)::
     │   └── UnsupportedFormat   a result format we do not write
     ├── ModelNotFound           not in the catalog                       -> 404
     ├── JobNotFound             no transcription job with that id        -> 404
+    ├── WorkerNotFound          distributed mode: no live worker by that name -> 404
     ├── ResultNotReady          the job has not finished (or failed)     -> 409
     ├── NotDownloading          cancel of something not in flight        -> 409
     ├── ModelBusy               delete while loaded/downloading, ...     -> 409
@@ -25,6 +26,7 @@ Hierarchy (HTTP status is mapped in ``api.py``, nowhere else)::
     │   ├── AccessDenied        gated/private repo, token missing        -> 403
     │   └── IntegrityError      size or hash mismatch after transfer
     ├── PreloadFailed           loading weights failed                   -> 500
+    ├── QueueUnavailable        distributed mode: Redis cannot be reached -> 503
     └── Cancelled               internal: a transfer was cancelled
 
 Each class has a stable ``code`` for clients and a message a person understands.
@@ -67,6 +69,10 @@ class ModelNotFound(ModelMgrError):
 
 class JobNotFound(ModelMgrError):
     code = "job_not_found"
+
+
+class WorkerNotFound(ModelMgrError):
+    code = "worker_not_found"
 
 
 class ResultNotReady(ModelMgrError):
@@ -127,6 +133,10 @@ class IntegrityError(DownloadFailed):
 
 class PreloadFailed(ModelMgrError):
     code = "preload_failed"
+
+
+class QueueUnavailable(ModelMgrError):
+    code = "queue_unavailable"
 
 
 class Cancelled(ModelMgrError):

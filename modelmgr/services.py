@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .catalog import Catalog
@@ -27,18 +28,35 @@ class Services:
     sizes: SizeCatalog
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        bus: EventBus | None = None,
+        transcriptions: Callable[..., TranscriptionManager] | None = None,
+    ) -> Services:
+        """The managers of one process. With ``settings.redis_url`` (distributed mode) jobs go to
+        Celery workers (imported only then); a worker passes its own bus and manager."""
         catalog = Catalog(settings)
         store = Store(settings)
-        bus = EventBus(replay=settings.event_replay, queue_size=settings.subscriber_queue)
+        bus = bus or EventBus(replay=settings.event_replay, queue_size=settings.subscriber_queue)
         remote = Remote(settings)
         sizes = SizeCatalog(settings, catalog, remote)
         downloads = DownloadManager(settings, catalog, store, remote, bus, sizes)
         preload = PreloadManager(settings, catalog, store, downloads, bus)
-        transcriptions = TranscriptionManager(settings, catalog, downloads, preload, bus)
+        if transcriptions is None and settings.redis_url:
+            from .distributed.jobs import RemoteTranscriptionManager
+
+            transcriptions = RemoteTranscriptionManager
+        factory = transcriptions or TranscriptionManager
+        manager = factory(settings, catalog, downloads, preload, bus)
         # Delete asks the preload manager whether a model is loaded or leased (API, UI and CLI alike).
         downloads.in_use = lambda spec: preload.is_loaded(spec.id) or preload.in_use(spec.id)
-        return cls(settings, catalog, store, bus, downloads, preload, transcriptions, sizes)
+        return cls(settings, catalog, store, bus, downloads, preload, manager, sizes)
+
+    @property
+    def distributed(self) -> bool:
+        return bool(self.settings.redis_url)
 
     def snapshot(self) -> dict:
         """Everything a client needs to draw the model manager from scratch."""

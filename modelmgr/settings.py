@@ -70,9 +70,9 @@ class Settings(BaseSettings):
     nltk_punkt_url: str = (
         "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/tokenizers/punkt_tab.zip"
     )
-    data_dir: Path | None = (
-        None  # our own files: manifests, model sizes, jobs, nltk data (default $HF_HOME/modelmgr)
-    )
+    # transcription jobs: uploads and results (default $HF_HOME/modelmgr); in distributed mode
+    # the folder every web process and worker shares
+    data_dir: Path | None = None
 
     # --- catalog ---
     # JSON list: alignment models bundled with multilingual Whisper downloads when a request names none.
@@ -107,6 +107,15 @@ class Settings(BaseSettings):
     default_model: str = "small"  # what the OpenAI API's "whisper-1" means here
     batch_size: int | None = Field(None, ge=1)  # None: 16 on CUDA, the measured best on CPU (see README)
 
+    # --- distributed mode (only with a Redis URL; the embedded default never imports Celery) ---
+    # distributed mode (also --redis-url): jobs go to Celery workers through this Redis
+    redis_url: str | None = None
+    # longer than the longest job: a job whose worker died is handed out again after this
+    visibility_timeout_s: float = Field(6 * 3600.0, gt=0)
+    restore_interval_s: float = Field(10.0, gt=0)  # how often workers look for such jobs
+    worker_heartbeat_s: float = Field(2.0, gt=0)  # a worker silent for 3 beats is gone
+    redis_timeout_s: float = Field(3.0, gt=0)  # connect/read deadline of every Redis call of ours
+
     # --- events ---
     progress_interval_s: float = 0.1  # at most this often a progress event per model or job
     heartbeat_s: float = 15.0  # SSE heartbeat (`ping` event)
@@ -133,8 +142,8 @@ class Settings(BaseSettings):
 
     @property
     def state_dir(self) -> Path:
-        """Our own files (manifests, nltk data) live beside the HF cache."""
-        return self.data_dir or self.hf_home / "modelmgr"
+        """Our own files about this cache (manifests, locks, nltk data) live beside the HF cache."""
+        return self.hf_home / "modelmgr"
 
     @property
     def torch_checkpoints(self) -> Path:
@@ -144,7 +153,7 @@ class Settings(BaseSettings):
     @property
     def jobs_dir(self) -> Path:
         """Transcription jobs: one folder each (job.json, the upload while in flight, results)."""
-        return self.state_dir / "transcriptions"
+        return (self.data_dir or self.state_dir) / "transcriptions"
 
     @property
     def nltk_dir(self) -> Path:

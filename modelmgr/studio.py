@@ -7,6 +7,7 @@ import logging
 
 import uvicorn
 
+from .errors import QueueUnavailable
 from .security import is_loopback, print_open_url, resolve_token
 from .server import StudioServer, create_app
 from .settings import Settings
@@ -26,6 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-ui", action="store_true", help="serve the API only (fast start-up)")
     parser.add_argument("--share", action="store_true", help="also open a Gradio share link")
+    parser.add_argument(
+        "--redis-url", help="distributed mode: send jobs to Celery workers through this Redis"
+    )
     return parser.parse_args(argv)
 
 
@@ -51,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
             "port": args.port,
             "auth_token": args.auth_token,
             "root_path": args.root_path,
+            "redis_url": args.redis_url,
         }.items()
         if v
     }
@@ -65,7 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     # Beyond loopback, or with --share, a token is required: one is generated when none is set.
     settings = Settings(**overrides)
     settings, generated = resolve_token(settings, exposed=args.share or not is_loopback(settings.host))
-    app = create_app(settings, ui=not args.no_ui)
+    try:
+        app = create_app(settings, ui=not args.no_ui)
+    except QueueUnavailable as exc:  # distributed mode without Redis: refuse rather than half-work
+        raise SystemExit(f"error: {exc.message}") from None
     config = uvicorn_config(app, settings)
     print_open_url(settings, generated=generated)
     if args.share:

@@ -360,6 +360,14 @@ class TranscriptionManager:
                 with self._lock:
                     self._running = None
 
+    def run_job(self, job: Job) -> None:
+        """Run one job to its end in this thread (download, lease, pipeline, results, events).
+
+        The in-process worker calls it for each queued job; a distributed worker calls it for
+        the job a Celery task names. It never raises: the outcome is the job's status.
+        """
+        self._run(job)
+
     def _run(self, job: Job) -> None:
         job.started_at = time.time()
         try:
@@ -504,6 +512,7 @@ class TranscriptionManager:
 
     # --- disk ---
     def _save(self, job: Job) -> None:
+        """Persist the job's record at every stage change (a distributed worker also writes it to Redis)."""
         try:
             job.folder.mkdir(parents=True, exist_ok=True)
             tmp = job.folder / "job.json.tmp"
@@ -589,16 +598,24 @@ def probe_audio(path: Path, filename: str) -> None:
 def _job_from_folder(folder: Path) -> Job | None:
     try:
         record = json.loads((folder / "job.json").read_text(encoding="utf-8"))
-        options = record["options"]
+    except (OSError, ValueError):
+        return None
+    return job_from_record(record, folder)
+
+
+def job_from_record(record: dict[str, Any], folder: Path, cls: type[Job] = Job) -> Job | None:
+    """Rebuild a Job from its record (``job.json``, or a distributed worker's copy); None if malformed."""
+    try:
+        options = dict(record["options"])
         options["formats"] = tuple(options.get("formats") or FORMATS)
-        job = Job(
+        job = cls(
             record["id"],
             JobOptions(**options),
             record["file"]["name"],
             folder / record.get("input", "input"),
             int(record["file"]["size_bytes"]),
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
     for key in ("status", "progress", "device", "batch_size", "error", "created_at", "started_at"):
         setattr(job, key, record.get(key, getattr(job, key)))

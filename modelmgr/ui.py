@@ -81,6 +81,7 @@ from .ui_view import (
     render_segments,
     render_stage,
     render_system,
+    render_workers,
     segment_rows,
     submitted_text,
     tick_interval,
@@ -410,7 +411,7 @@ def _wire_live(
             preload_html,
             render_panel(snap),
             preload_html,
-            render_system(report, pre),
+            render_system(report, pre) + _workers_html(services),
             render_jobs_table(jobs, {j["id"]: result_links(j, key) for j in jobs}, show_id),
             *segments,
             *buttons(snap, pre, selected, selected_panel),
@@ -452,6 +453,19 @@ def job_segments(transcriptions: TranscriptionManager, job: dict[str, Any] | Non
     except (ModelMgrError, OSError, ValueError) as exc:  # removed or expired meanwhile
         return render_segments([], f"{job_title(job)} · ⚠️ {exc}", job["id"])
     return render_segments(rows, job_title(job), job["id"])
+
+
+def _workers_html(services: Services) -> str:
+    """Distributed mode only: the queue's reachability and the connected workers (System tab)."""
+    if not services.distributed:
+        return ""
+    manager: Any = services.transcriptions
+    health = manager.health()
+    try:
+        workers = manager.workers() if health.get("redis") == "ok" else []
+    except ModelMgrError as exc:  # Redis went away between the two calls
+        health, workers = {"redis": "unreachable", "error": exc.message}, []
+    return render_workers(health, workers)
 
 
 def _wire_actions(

@@ -456,6 +456,38 @@ def render_system(report: dict[str, Any], preload: dict[str, Any]) -> str:
     return f'<div class="mm-gauges">{"".join(cards)}</div>'
 
 
+def render_workers(health: dict[str, Any], workers: Sequence[dict[str, Any]]) -> str:
+    """System tab, distributed mode: is the queue reachable, which workers are connected, doing what."""
+    if health.get("redis") != "ok":
+        return (
+            '<div id="workers-info" class="mm-stage err">⚠️ The job queue is unavailable '
+            f"(Redis cannot be reached): new transcriptions are refused until it is back. "
+            f"{esc(health.get('error') or '')}</div>"
+        )
+    if not workers:
+        return (
+            '<div id="workers-info" class="mm-stage err">No worker is connected: jobs wait as '
+            "<b>queued</b> until one starts (<code>python -m modelmgr worker</code>).</div>"
+        )
+    rows = "".join(
+        "<tr>"
+        f"<td>{esc(w.get('name'))}</td>"
+        f"<td>{esc(w.get('resolved_device') or w.get('device'))}</td>"
+        f"<td>{esc(', '.join(w.get('loaded') or []) or '—')}</td>"
+        f"<td>{esc(', '.join(w.get('models_on_disk') or []) or '—')}</td>"
+        f"<td>{esc(w.get('current_job') or 'idle')}"
+        f"{esc(' · ' + w['current_status']) if w.get('current_status') else ''}</td>"
+        f"<td>{float(w.get('heartbeat_age_s') or 0):.0f} s ago</td>"
+        "</tr>"
+        for w in workers
+    )
+    return (
+        '<div id="workers-info"><h4>Workers</h4><table class="mm-table"><thead><tr><th>Worker</th>'
+        "<th>Device</th><th>Loaded</th><th>On disk</th><th>Current job</th><th>Heartbeat</th>"
+        f"</tr></thead><tbody>{rows}</tbody></table></div>"
+    )
+
+
 def segment_rows(transcript: Any) -> list[list[str]]:
     """Transcript -> rows for the segment table: start, end, text, words with timings."""
     rows = []

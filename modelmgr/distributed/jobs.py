@@ -1,0 +1,338 @@
+"""RemoteTranscriptionManager: the TranscriptionManager surface, with the jobs run by Celery workers.
+
+The web process (UI, jobs API, /v1) talks to this exactly as it talks to the embedded manager:
+``submit`` stores the upload in the shared data folder, writes the job's record to Redis and sends
+a Celery task; ``get``/``jobs``/``snapshot`` read the records from Redis, so every web replica sees
+every job; ``cancel`` sets the job's cancel flag, which the worker running it watches.
+
+Jobs this process hands out and someone waits on (``/v1``, the CLI) are kept "live": the relay
+(relay.py) updates them from the workers' events before publishing those on the local EventBus,
+and fires their done-callbacks. A reconcile loop re-reads them from Redis, so a lost pub/sub
+message (Redis restarted) does not leave a waiter hanging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidInput, JobNotFound, QueueUnavailable, WorkerNotFound
+from ..transcriptions import (
+    _JOB_ID,
+    FINISHED,
+    Job,
+    JobOptions,
+    TranscriptionManager,
+    job_from_record,
+    probe_audio,
+    safe_filename,
+)
+from .celery_app import (
+    DEFAULT_QUEUE,
+    DOWNLOAD_TASK,
+    PRELOAD_TASK,
+    TASK,
+    make_celery,
+    model_queue,
+    worker_queue,
+)
+from .state import SharedState
+
+log = logging.getLogger(__name__)
+ORIGIN_WEB = "web"
+
+
+@dataclass(eq=False)
+class RemoteJob(Job):
+    """A job with where and how often it ran: the record workers and web processes share."""
+
+    attempt: int = 0  # workers that started it (2 or more: it was retried after a worker was lost)
+    worker: str | None = None  # the worker running it now / that ran it
+    retries: list[dict[str, Any]] = field(default_factory=list)  # {"worker", "attempt", "at"} per retry
+    queue: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {
+            "attempt": self.attempt,
+            "worker": self.worker,
+            "retries": list(self.retries),
+            "queue": self.queue,
+        }
+
+    def update(self, data: dict[str, Any]) -> None:
+        """Take the fields of a record or an event about this job."""
+        for key in ("status", "progress", "device", "batch_size", "error", "started_at", "finished_at"):
+            if key in data:
+                setattr(self, key, data[key])
+        for key in ("language", "duration_s", "segments", "download", "worker", "queue"):
+            if key in data:
+                setattr(self, key, data[key])
+        if data.get("text") is not None:
+            self.text = data["text"]
+        self.attempt = max(self.attempt, int(data.get("attempt") or 0))
+        if "retries" in data:
+            self.retries = list(data["retries"])
+
+
+def remote_job(record: dict[str, Any], root: Path) -> RemoteJob | None:
+    job = job_from_record(record, root / record.get("id", "?"), cls=RemoteJob)
+    if isinstance(job, RemoteJob):
+        job.update(record)
+        if job.status in FINISHED:
+            job.done.set()
+    return job  # type: ignore[return-value]
+
+
+class RemoteTranscriptionManager(TranscriptionManager):
+    """Same public surface as TranscriptionManager; the queue is Celery's, the state is Redis's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.state = SharedState(self.settings)
+        self.state.ping()  # refuse to start half-working: a clear error now, not 503s later
+        self.celery = make_celery(self.settings)
+        # _live_lock guards _live: the jobs of this process that someone may be waiting on.
+        self._live_lock = threading.Lock()
+        self._live: dict[str, RemoteJob] = {}
+        self._positions: tuple[float, dict[str, int]] = (0.0, {})
+        self._relay: Any = None
+
+    # --- lifecycle ---
+    def start(self) -> None:
+        if self._relay is None:
+            from .relay import Relay
+
+            self._relay = Relay(self.state, self.bus, self._on_event, self._reconcile, self._sweep)
+            self._relay.start()
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        if self._relay is not None:
+            self._relay.stop(timeout_s)
+
+    # --- requests ---
+    def submit(self, upload: Path, filename: str, options: JobOptions) -> Job:
+        options = self.validate(options)
+        size = upload.stat().st_size if upload.exists() else 0
+        probe_audio(upload, filename)
+        self.state.ping()  # 503 before anything is stored
+        job_id = uuid.uuid4().hex
+        folder = self.root / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        name = safe_filename(filename)
+        target = folder / ("input" + (Path(name).suffix.lower()[:12] or ".audio"))
+        shutil.move(str(upload), target)
+        job = RemoteJob(job_id, options, name, target, size, queue=self._route(options.model))
+        try:
+            self._save(job)
+            with self._live_lock:
+                self._live[job.id] = job
+            self.celery.send_task(TASK, args=[job.id], queue=job.queue)
+        except Exception as exc:
+            with self._live_lock:
+                self._live.pop(job.id, None)
+            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(QueueUnavailable):
+                self.state.remove(job.id)
+            if isinstance(exc, QueueUnavailable):
+                raise
+            raise QueueUnavailable(f"the job could not be queued: {exc}") from exc
+        self._publish(job)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        if not _JOB_ID.match(job_id or ""):
+            raise JobNotFound(f"no transcription job {job_id!r}")
+        record = self.state.load(job_id)
+        if record is None:
+            raise JobNotFound(f"no transcription job {job_id!r}")
+        with self._live_lock:
+            live = self._live.get(job_id)
+        if live is not None:
+            self._apply(live, record)
+            return live
+        job = remote_job(record, self.root)
+        if job is None:
+            raise JobNotFound(f"no transcription job {job_id!r}")
+        return job
+
+    def jobs(self, limit: int = 100) -> list[Job]:
+        records = self.state.load_many(self.state.recent(limit))
+        jobs = [remote_job(r, self.root) for r in records]
+        return [j for j in jobs if j is not None]
+
+    def snapshot(self, limit: int = 50) -> list[dict[str, Any]]:
+        try:
+            return super().snapshot(limit)
+        except QueueUnavailable:
+            return []  # the UI and SSE snapshots still draw; health says why
+
+    def queue_positions(self) -> dict[str, int]:
+        """Queued jobs in submission order (all queues together), cached briefly: listings ask per job."""
+        at, positions = self._positions
+        if time.monotonic() - at < 0.5:
+            return positions
+        queued = sorted((j for j in self.jobs(500) if j.status == "queued"), key=lambda j: j.created_at)
+        positions = {job.id: i + 1 for i, job in enumerate(queued)}
+        self._positions = (time.monotonic(), positions)
+        return positions
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job.status in FINISHED:
+            return job
+        self.state.request_cancel(job_id)
+        # Set the flag first, then look for a claim: a worker claims first, then reads the flag, so
+        # either it sees the flag or we see its claim (Redis runs commands one at a time). No claim:
+        # no worker runs it (queued, or its worker died and it waits to be re-queued): cancel now.
+        if self.state.claim_owner(job_id) is None:
+            job.cancel_requested = True
+            self._finish(job, "cancelled")
+        return job
+
+    def delete(self, job_id: str) -> str:
+        job = self.get(job_id)
+        if job.status not in FINISHED:
+            self.cancel(job_id)
+            job = self.get(job_id)
+            if job.status not in FINISHED:
+                return "cancelling"
+        self.state.remove(job.id)
+        with self._live_lock:
+            self._live.pop(job.id, None)
+        shutil.rmtree(job.folder, ignore_errors=True)
+        self.state.publish("transcription", {**job.describe(), "deleted": True}, ORIGIN_WEB)
+        return "deleted"
+
+    # --- what the web process knows about the cluster ---
+    def workers(self) -> list[dict[str, Any]]:
+        return self.state.workers()
+
+    def models_on_workers(self) -> set[str]:
+        """Models some connected worker has on disk (what ``/v1/models`` lists in distributed mode)."""
+        return {m for w in self.state.workers() for m in w.get("models_on_disk") or []}
+
+    def download_on_workers(self, model: str, languages: list[str] | None) -> list[str]:
+        """Ask every live worker to download ``model`` (and its aligners) into its own cache."""
+        spec = self.catalog.get(model)
+        for language in languages or []:
+            self.catalog.check_model_language(spec, language)
+        names = [w["name"] for w in self.state.workers()]
+        for name in names:
+            self._send(DOWNLOAD_TASK, [spec.id, languages], worker_queue(name))
+        return names
+
+    def preload_on_worker(self, name: str, model: str, language: str | None, device: str) -> None:
+        spec = self.catalog.get(model)
+        if language:
+            self.catalog.check_model_language(spec, language)
+        if name not in {w["name"] for w in self.state.workers()}:
+            raise WorkerNotFound(f"no worker named {name!r} is connected")
+        self._send(PRELOAD_TASK, [spec.id, language, device], worker_queue(name))
+
+    def _send(self, task: str, args: list[Any], queue: str) -> None:
+        try:
+            self.celery.send_task(task, args=args, queue=queue)
+        except Exception as exc:  # kombu/redis errors while publishing
+            raise QueueUnavailable(f"the request could not be queued: {exc}") from exc
+
+    def health(self) -> dict[str, Any]:
+        try:
+            self.state.ping()
+            workers = self.state.workers()
+        except QueueUnavailable as exc:
+            return {"redis": "unreachable", "error": exc.message, "workers": 0}
+        return {
+            "redis": "ok",
+            "workers": len(workers),
+            "relay": self._relay.connected if self._relay else False,
+        }
+
+    def _route(self, model_id: str) -> str:
+        """``model.<id>`` when an idle worker has the model loaded; else ``default`` (any worker)."""
+        try:
+            workers = self.state.workers()
+        except QueueUnavailable:
+            return DEFAULT_QUEUE
+        queue = model_queue(model_id)
+        for info in workers:
+            idle = info.get("current_job") is None
+            if idle and model_id in (info.get("loaded") or []) and queue in (info.get("queues") or []):
+                return queue
+        return DEFAULT_QUEUE
+
+    # --- state (the base class's stage helpers write here instead of to a local queue) ---
+    def _save(self, job: Job) -> None:
+        super()._save(job)  # job.json in the shared folder too: the record survives a Redis wipe
+        self.state.save(job.to_record() | {"input": job.input_path.name})
+
+    def _publish(self, job: Job, throttle: bool = False) -> None:
+        try:
+            self.state.publish("transcription", job.describe(), ORIGIN_WEB)
+        except QueueUnavailable as exc:
+            log.warning("could not publish job %s: %s", job.id, exc.message)
+
+    # --- relay callbacks ---
+    def _on_event(self, name: str, data: dict[str, Any]) -> None:
+        """A job event from Redis, before it goes on the local bus: update the live job it names."""
+        if name != "transcription":
+            return
+        with self._live_lock:
+            job = self._live.get(str(data.get("id")))
+        if job is not None:
+            self._apply(job, data)
+
+    def _apply(self, job: RemoteJob, data: dict[str, Any]) -> None:
+        if job.done.is_set():  # finished here already (a cancel of a queued job): only forget it
+            with self._live_lock:
+                self._live.pop(job.id, None)
+            return
+        job.update(data)
+        if job.status in FINISHED:
+            with self._live_lock:
+                self._live.pop(job.id, None)
+            job.done.set()
+            for callback in job._take_callbacks():
+                try:
+                    callback(job)
+                except Exception:
+                    log.exception("a done-callback of job %s failed", job.id)
+
+    def _reconcile(self) -> None:
+        """Re-read the live jobs from Redis (a pub/sub message lost while Redis was away)."""
+        with self._live_lock:
+            live = list(self._live.values())
+        if not live:
+            return
+        records = {r["id"]: r for r in self.state.load_many([j.id for j in live])}
+        for job in live:
+            record = records.get(job.id)
+            if record is None:  # deleted (on another replica): nobody will finish it here
+                with self._live_lock:
+                    self._live.pop(job.id, None)
+            elif record["status"] in FINISHED:
+                self._apply(job, record)
+
+    def _sweep(self) -> None:
+        """Remove finished jobs (records and files) older than the retention period.
+
+        Every web replica sweeps (from its relay thread); removing twice is harmless.
+        """
+        cutoff = time.time() - self.settings.transcription_retention_s
+        try:
+            for record in self.state.load_many(self.state.created_before(cutoff)):
+                if record["status"] in FINISHED and (record.get("finished_at") or 0) < cutoff:
+                    self.state.remove(record["id"])
+                    shutil.rmtree(self.root / record["id"], ignore_errors=True)
+                    log.info("removed expired transcription %s", record["id"])
+        except QueueUnavailable:
+            pass  # the next sweep will do it
+
+    def _work(self) -> None:  # pragma: no cover - the workers run jobs here
+        raise InvalidInput("a web process in distributed mode runs no jobs itself")

@@ -1,0 +1,187 @@
+"""The state web processes and workers share through Redis.
+
+Keys (all under ``modelmgr:``):
+
+* ``job:<id>``     a hash: ``record`` (the job as JSON, as ``job.json`` holds it), ``status``,
+                   ``cancel`` ("1" once someone asked), ``attempt`` (how many workers started it).
+* ``jobs``         a sorted set of job ids by creation time: the index for listings.
+* ``claim:<id>``   the worker running the job, with a short TTL its heartbeat renews. A second
+                   delivery of the same job (a re-queued message) finds the claim and does not run
+                   it twice; once the owner is gone the claim expires and the delivery takes over.
+* ``worker:<name>`` a worker's heartbeat (device, loaded models, current job), with a TTL.
+* ``events``       the pub/sub channel: ``{"name", "data", "origin"}`` envelopes.
+
+Every call has a deadline (``redis_timeout_s``); a Redis that cannot be reached is
+``QueueUnavailable`` (503), never a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from ..errors import QueueUnavailable
+from ..settings import Settings
+
+PREFIX = "modelmgr:"
+CHANNEL = PREFIX + "events"
+
+# Compare-and-renew / compare-and-delete: only the owner touches its claim.
+_RENEW = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
+)
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def connect(settings: Settings) -> redis.Redis:
+    assert settings.redis_url, "distributed mode needs a Redis URL"
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        decode_responses=True,
+    )
+
+
+class SharedState:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = settings.redis_url
+        self.redis = connect(settings)  # redis-py's pool is thread-safe
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise QueueUnavailable(
+                f"the job queue (Redis at {_safe_url(self.url)}) cannot be reached: {exc}"
+            ) from exc
+
+    def ping(self) -> None:
+        with self._guard():
+            self.redis.ping()
+
+    # --- job records ---
+    def save(self, record: dict[str, Any]) -> None:
+        with self._guard():
+            pipe = self.redis.pipeline()
+            key = _job(record["id"])
+            pipe.hset(key, mapping={"record": json.dumps(record), "status": record["status"]})
+            pipe.zadd(PREFIX + "jobs", {record["id"]: record["created_at"]})
+            pipe.execute()
+
+    def load(self, job_id: str) -> dict[str, Any] | None:
+        with self._guard():
+            values = self.redis.hmget(_job(job_id), ["record", "attempt"])
+        return _decode(*values)
+
+    def load_many(self, job_ids: list[str]) -> list[dict[str, Any]]:
+        with self._guard():
+            pipe = self.redis.pipeline()
+            for job_id in job_ids:
+                pipe.hmget(_job(job_id), ["record", "attempt"])
+            rows = pipe.execute()
+        return [r for r in (_decode(*row) for row in rows) if r is not None]
+
+    def recent(self, limit: int) -> list[str]:
+        """Job ids, newest first."""
+        with self._guard():
+            return list(self.redis.zrevrange(PREFIX + "jobs", 0, max(0, limit - 1)))
+
+    def created_before(self, cutoff: float, limit: int = 500) -> list[str]:
+        """Ids of jobs created before ``cutoff`` (candidates for the retention sweep)."""
+        with self._guard():
+            return list(self.redis.zrangebyscore(PREFIX + "jobs", "-inf", cutoff, start=0, num=limit))
+
+    def remove(self, job_id: str) -> None:
+        with self._guard():
+            pipe = self.redis.pipeline()
+            pipe.delete(_job(job_id), PREFIX + f"claim:{job_id}")
+            pipe.zrem(PREFIX + "jobs", job_id)
+            pipe.execute()
+
+    def next_attempt(self, job_id: str) -> int:
+        with self._guard():
+            return int(self.redis.hincrby(_job(job_id), "attempt", 1))
+
+    # --- cancel ---
+    def request_cancel(self, job_id: str) -> None:
+        with self._guard():
+            self.redis.hset(_job(job_id), "cancel", "1")
+
+    def cancel_requested(self, job_id: str) -> bool:
+        with self._guard():
+            return self.redis.hget(_job(job_id), "cancel") == "1"
+
+    # --- claims: at most one worker runs a job ---
+    def claim(self, job_id: str, worker: str, ttl_s: int) -> bool:
+        with self._guard():
+            return bool(self.redis.set(PREFIX + f"claim:{job_id}", worker, nx=True, ex=ttl_s))
+
+    def claim_owner(self, job_id: str) -> str | None:
+        with self._guard():
+            return self.redis.get(PREFIX + f"claim:{job_id}")
+
+    def renew_claim(self, job_id: str, worker: str, ttl_s: int) -> bool:
+        with self._guard():
+            return bool(self.redis.eval(_RENEW, 1, PREFIX + f"claim:{job_id}", worker, ttl_s))
+
+    def release_claim(self, job_id: str, worker: str) -> None:
+        with self._guard():
+            self.redis.eval(_RELEASE, 1, PREFIX + f"claim:{job_id}", worker)
+
+    # --- workers ---
+    def heartbeat(self, name: str, info: dict[str, Any], ttl_s: int) -> None:
+        with self._guard():
+            self.redis.set(PREFIX + f"worker:{name}", json.dumps(info), ex=ttl_s)
+
+    def forget_worker(self, name: str) -> None:
+        with self._guard():
+            self.redis.delete(PREFIX + f"worker:{name}")
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Live workers (their heartbeat has not expired), by name."""
+        with self._guard():
+            keys = sorted(self.redis.scan_iter(match=PREFIX + "worker:*", count=200))
+            values = self.redis.mget(keys) if keys else []
+        out = []
+        for value in values:
+            if value:
+                info = json.loads(value)
+                info["heartbeat_age_s"] = round(max(0.0, time.time() - info.get("heartbeat_at", 0)), 1)
+                out.append(info)
+        return out
+
+    # --- events ---
+    def publish(self, name: str, data: dict[str, Any], origin: str) -> None:
+        with self._guard():
+            self.redis.publish(CHANNEL, json.dumps({"name": name, "data": data, "origin": origin}))
+
+
+def _job(job_id: str) -> str:
+    return PREFIX + f"job:{job_id}"
+
+
+def _decode(record: str | None, attempt: str | None) -> dict[str, Any] | None:
+    if not record:
+        return None
+    data = json.loads(record)
+    data["attempt"] = int(attempt or 0)
+    return data
+
+
+def _safe_url(url: str | None) -> str:
+    """The URL without a password (never log a secret)."""
+    if not url:
+        return "?"
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path}"
