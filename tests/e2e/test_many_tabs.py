@@ -51,9 +51,9 @@ def _open(context, url: str, count: int = 1) -> list:
     """Open ``count`` tabs at once (they load in parallel, as restored tabs do)."""
     pages = [context.new_page() for _ in range(count)]
     for page in pages:
-        page.goto(url, wait_until="commit", timeout=120_000)
-    for page in pages:
-        page.locator("#transcribe-btn").wait_for(timeout=120_000)
+        page.goto(url, wait_until="commit", timeout=300_000)
+    for page in pages:  # twenty Gradio pages at once keep two cores busy for a while
+        page.locator("#transcribe-btn").wait_for(timeout=300_000)
     return pages
 
 
