@@ -110,10 +110,11 @@ class Settings(BaseSettings):
     # --- distributed mode (only with a Redis URL; the embedded default never imports Celery) ---
     # distributed mode (also --redis-url): jobs go to Celery workers through this Redis
     redis_url: str | None = None
-    # longer than the longest job: a job whose worker died is handed out again after this
+    # the broker's safety net, longer than the longest job: an unacknowledged job is handed out
+    # again after this (web processes re-queue a dead worker's job after 5 missed heartbeats)
     visibility_timeout_s: float = Field(6 * 3600.0, gt=0)
     restore_interval_s: float = Field(10.0, gt=0)  # how often workers look for such jobs
-    worker_heartbeat_s: float = Field(2.0, gt=0)  # a worker silent for 3 beats is gone
+    worker_heartbeat_s: float = Field(2.0, gt=0)  # silent for 3 beats: gone; 5: its job is re-queued
     redis_timeout_s: float = Field(3.0, gt=0)  # connect/read deadline of every Redis call of ours
 
     # --- events ---

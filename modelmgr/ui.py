@@ -136,16 +136,23 @@ JS_DISABLE_TRANSCRIBE = """(...inputs) => {
   if (btn) btn.disabled = true;
   return inputs;
 }"""
-# The jobs table's buttons: one delegated listener on the component's element (which outlives
-# every redraw of its content) sends the action and the job id as a custom event.
-JS_JOB_ACTIONS = """
-element.addEventListener('click', (event) => {
-  const button = event.target.closest('button[data-action]');
+
+
+def _js_row_actions(event: str, key: str) -> str:
+    """A table's buttons: one delegated listener on the component's element (which outlives every
+    redraw of its content) sends ``event`` with the button's action and its ``data-<key>``."""
+    return f"""
+element.addEventListener('click', (event) => {{
+  const button = event.target.closest('button[data-action][data-{key}]');
   if (!button || button.disabled) return;
   button.disabled = true;
-  trigger('job_action', {action: button.dataset.action, job: button.dataset.job});
-});
+  trigger('{event}', {{action: button.dataset.action, {key}: button.dataset.{key}}});
+}});
 """
+
+
+JS_JOB_ACTIONS = _js_row_actions("job_action", "job")  # the jobs table: Show, Cancel, Remove
+JS_WORKER_ACTIONS = _js_row_actions("worker_action", "worker")  # System tab: a worker's Preload
 JS_CONFIRM_DELETE = (
     """(model) => (model && window.confirm('Delete the files of ' + model + '?')) ? model : null"""
 )
@@ -190,7 +197,8 @@ def build_ui(services: Services) -> gr.Blocks:
                 tx = _transcribe_tab(choices)
                 models = _models_tab(choices)
                 with gr.Tab("System", id="system", elem_id="tab-system"):
-                    system_html = _html("", elem_id="system-info")
+                    cluster = _cluster_controls(choices) if services.distributed else None
+                    system_html = _html("", elem_id="system-info", js_on_load=JS_WORKER_ACTIONS)
             panel = _panel(choices)
         timer = gr.Timer(IDLE_TICK_S)
         # Per page, outside the Tabs (a non-Tab child of gr.Tabs duplicates its tab buttons). Hidden
@@ -201,6 +209,8 @@ def build_ui(services: Services) -> gr.Blocks:
         live = _wire_live(services, demo, timer, header, models, panel, system_html, tx)
         _wire_actions(services, models, panel, live)
         _wire_transcribe(services, tx, live)
+        if cluster is not None:
+            _wire_cluster(services, cluster, system_html, live)
     return demo
 
 
@@ -466,6 +476,76 @@ def _workers_html(services: Services) -> str:
     except ModelMgrError as exc:  # Redis went away between the two calls
         health, workers = {"redis": "unreachable", "error": exc.message}, []
     return render_workers(health, workers)
+
+
+def _cluster_controls(choices: SimpleNamespace) -> SimpleNamespace:
+    """Distributed mode: act on the workers' own model caches (the web process has none of its own)."""
+    with gr.Row(equal_height=True, elem_id="cluster-controls"):
+        model = gr.Dropdown(choices.whisper, value=choices.default, label="Model", elem_id="cluster-model")
+        language = gr.Dropdown(
+            choices.languages,
+            value=AUTO,
+            label="Alignment language (auto: the model's defaults)",
+            elem_id="cluster-language",
+        )
+        download = gr.Button(
+            "Download to all workers",
+            variant="primary",
+            elem_id="cluster-download-btn",
+            scale=0,
+            min_width=200,
+        )
+    message = gr.Markdown(
+        "Download the model on every connected worker, or press **Preload** on a worker's row.",
+        elem_id="cluster-status",
+        elem_classes="mm-msg",
+    )
+    return SimpleNamespace(model=model, language=language, download=download, message=message)
+
+
+def _wire_cluster(
+    services: Services, cluster: SimpleNamespace, system_html: gr.HTML, live: SimpleNamespace
+) -> None:
+    """ "Download to all workers" and each worker's "Preload": sent to the workers' own queues."""
+    manager: Any = services.transcriptions
+
+    def said(action: Callable[[], str]) -> str:
+        try:
+            return action()
+        except ModelMgrError as exc:
+            gr.Warning(exc.message)
+            return f"⚠️ {exc.message}"
+
+    def download_all(model_id: str, language: str) -> str:
+        def run() -> str:
+            languages = [language_arg(language)] if language_arg(language) else None
+            names = manager.download_on_workers(model_id, languages)
+            if not names:
+                return "⚠️ No worker is connected: start one with `python -m modelmgr worker`."
+            return f"Asked {len(names)} worker(s) ({', '.join(names)}) to download **{model_id}**."
+
+        return said(run)
+
+    def worker_action(evt: gr.EventData, model_id: str, language: str) -> str:
+        action, name = getattr(evt, "action", None), str(getattr(evt, "worker", "") or "")
+
+        def run() -> str:
+            if action != "preload":
+                return f"⚠️ Unknown action {action!r}."
+            manager.preload_on_worker(name, model_id, language_arg(language), AUTO)
+            return f"Asked **{name}** to preload **{model_id}** (it downloads it first if needed)."
+
+        return said(run)
+
+    act = {"concurrency_limit": None, "show_progress": "hidden", **PRIVATE}
+    then = {"queue": False, "show_progress": "hidden", **PRIVATE}
+    inputs = [cluster.model, cluster.language]
+    cluster.download.click(download_all, inputs, cluster.message, **act).then(
+        live.refresh, live.inputs, live.outputs, **then
+    )
+    system_html.worker_action(worker_action, inputs, cluster.message, **act).then(
+        live.refresh, live.inputs, live.outputs, **then
+    )
 
 
 def _wire_actions(

@@ -473,18 +473,40 @@ def render_workers(health: dict[str, Any], workers: Sequence[dict[str, Any]]) ->
         "<tr>"
         f"<td>{esc(w.get('name'))}</td>"
         f"<td>{esc(w.get('resolved_device') or w.get('device'))}</td>"
-        f"<td>{esc(', '.join(w.get('loaded') or []) or '—')}</td>"
+        f"<td>{esc(', '.join(w.get('loaded') or []) or '—')}{_worker_preload(w)}</td>"
         f"<td>{esc(', '.join(w.get('models_on_disk') or []) or '—')}</td>"
         f"<td>{esc(w.get('current_job') or 'idle')}"
         f"{esc(' · ' + w['current_status']) if w.get('current_status') else ''}</td>"
         f"<td>{float(w.get('heartbeat_age_s') or 0):.0f} s ago</td>"
+        f"<td>{_worker_button('preload', str(w.get('name') or ''), 'Preload')}</td>"
         "</tr>"
         for w in workers
     )
     return (
         '<div id="workers-info"><h4>Workers</h4><table class="mm-table"><thead><tr><th>Worker</th>'
         "<th>Device</th><th>Loaded</th><th>On disk</th><th>Current job</th><th>Heartbeat</th>"
-        f"</tr></thead><tbody>{rows}</tbody></table></div>"
+        f"<th></th></tr></thead><tbody>{rows}</tbody></table></div>"
+    )
+
+
+def _worker_preload(worker: dict[str, Any]) -> str:
+    """A worker's preload in progress or failed (a Preload pressed here runs there, out of sight)."""
+    state, model = worker.get("preload"), worker.get("preload_model")
+    if state == "error":
+        error = worker.get("preload_error") or {}
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        return f'<div class="mm-sub mm-err">⚠️ preload of {esc(model)} failed: {esc(message)}</div>'
+    if state in ("downloading", "loading"):
+        return f'<div class="mm-sub">{esc(state)} {esc(model or "")}…</div>'
+    return ""
+
+
+def _worker_button(action: str, worker: str, label: str) -> str:
+    """A button of the workers table; the System tab's listener sends ``worker_action`` with these."""
+    return (
+        f'<button type="button" class="mm-job-btn mm-worker-{action}" data-action="{action}" '
+        f'data-worker="{esc(worker)}" title="{esc(label)} the model chosen above on {esc(worker)}">'
+        f"{esc(label)}</button>"
     )
 
 

@@ -26,7 +26,13 @@ import pytest
 NGINX = Path(os.environ.get("STUDIO_NGINX", "/usr/sbin/nginx"))
 DEBIAN_CONF = Path("/etc/nginx/nginx.conf")
 SITES = Path(__file__).resolve().parent.parent / "deploy" / "nginx"
-SITE_FILES = ("whisperx-studio.conf", "whisperx-studio-tls.conf", "whisperx-studio-subpath.conf")
+SITE_FILES = (
+    "whisperx-studio.conf",
+    "whisperx-studio-tls.conf",
+    "whisperx-studio-subpath.conf",
+    "whisperx-studio-cluster.conf",
+)
+CLUSTER_SITE = "whisperx-studio-cluster.conf"
 SKIP_REASON = f"Debian's nginx is not installed at {NGINX} (apt-get install -y nginx)"
 
 # Used when /etc/nginx/nginx.conf is absent: the parts of Debian's that matter here.
@@ -68,14 +74,23 @@ def render_site(
     tls_port: int | None = None,
     cert: Path | None = None,
     key: Path | None = None,
+    app_ports: list[int] | None = None,
 ) -> str:
-    """The shipped site file with test ports and paths (IPv6 listens dropped: no ::1 in CI)."""
-    pairs = [
-        ("listen 80 default_server;", f"listen 127.0.0.1:{port} default_server;"),
-        ("listen [::]:80 default_server;", "# listen [::]:80 (not in tests)"),
-        ("server 127.0.0.1:7860;", f"server 127.0.0.1:{app_port};"),
-        ("/var/log/nginx/", f"{logs}/"),
-    ]
+    """The shipped site file with test ports and paths (IPv6 listens dropped: no ::1 in CI).
+
+    The cluster site names its replicas ``web:7860`` (compose's service): ``app_ports`` lists the
+    test replicas that replace it (``app_port`` alone when not given).
+    """
+    pairs = [("listen 80 default_server;", f"listen 127.0.0.1:{port} default_server;")]
+    if name == CLUSTER_SITE:
+        servers = " ".join(f"server 127.0.0.1:{p};" for p in app_ports or [app_port])
+        pairs.append(("server web:7860;", servers))
+    else:
+        pairs += [
+            ("listen [::]:80 default_server;", "# listen [::]:80 (not in tests)"),
+            ("server 127.0.0.1:7860;", f"server 127.0.0.1:{app_port};"),
+        ]
+    pairs.append(("/var/log/nginx/", f"{logs}/"))
     if "ssl" in (SITES / name).read_text():
         assert tls_port and cert and key, "the TLS site needs a port, a certificate and a key"
         pairs += [
@@ -195,11 +210,15 @@ class Proxied:
 
 
 @contextmanager
-def run_nginx(prefix: Path, site: str, app_url: str) -> Iterator[Proxied]:
-    """Debian's nginx with one shipped ``site`` in front of the app at ``app_url``, on free ports."""
+def run_nginx(prefix: Path, site: str, app_url: str, *replicas: str) -> Iterator[Proxied]:
+    """Debian's nginx with one shipped ``site`` in front of the app at ``app_url``, on free ports.
+
+    ``replicas``: more app URLs (the cluster site balances over all of them).
+    """
     if not NGINX.exists():
         pytest.skip(SKIP_REASON)
     app_port = int(app_url.rsplit(":", 1)[1])
+    app_ports = [app_port, *(int(url.rsplit(":", 1)[1]) for url in replicas)]
     prefix.mkdir(parents=True, exist_ok=True)
     port = free_port()
     tls_port = cert = key = None
@@ -207,7 +226,14 @@ def run_nginx(prefix: Path, site: str, app_url: str) -> Iterator[Proxied]:
         tls_port = free_port()
         cert, key = self_signed(prefix)
     text = render_site(
-        site, port=port, app_port=app_port, logs=prefix / "logs", tls_port=tls_port, cert=cert, key=key
+        site,
+        port=port,
+        app_port=app_port,
+        logs=prefix / "logs",
+        tls_port=tls_port,
+        cert=cert,
+        key=key,
+        app_ports=app_ports,
     )
     nginx = NginxProxy(prefix, {site: text})
     nginx.start(*(p for p in (port, tls_port) if p))

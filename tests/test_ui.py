@@ -475,3 +475,16 @@ def test_pages_hold_no_heartbeat_connection(tmp_path):
     settings = Settings(hf_home=tmp_path / "hf", hf_endpoint="http://127.0.0.1:9", offline=True)
     demo = ui.build_ui(Services.build(settings))
     assert demo.get_config_file()["connect_heartbeat"] is False
+
+
+def test_workers_table_says_what_a_worker_s_preload_is_doing_and_why_it_failed():
+    base = {"name": "gpu1-7", "device": "cuda", "loaded": ["tiny"], "models_on_disk": ["tiny"]}
+    failed = base | {
+        "preload": "error",
+        "preload_model": "large-v3",
+        "preload_error": {"code": "out_of_memory", "message": "CUDA out of <b>memory</b>"},
+    }
+    html = ui_view.render_workers({"redis": "ok"}, [failed, base | {"name": "gpu2-8", "preload": "loading"}])
+    assert "preload of large-v3 failed: CUDA out of &lt;b&gt;memory&lt;/b&gt;" in html  # escaped
+    assert html.count('data-action="preload"') == 2 and 'data-worker="gpu2-8"' in html
+    assert "loading" in html and html.count("failed") == 1

@@ -103,6 +103,11 @@ class RemoteTranscriptionManager(TranscriptionManager):
         self._live: dict[str, RemoteJob] = {}
         self._positions: tuple[float, dict[str, int]] = (0.0, {})
         self._relay: Any = None
+        # Jobs that look stranded, with when this process first saw them so (relay thread only).
+        self._stranded: dict[str, float] = {}
+        # How long a job must look stranded before it is re-queued: several missed heartbeats, so a
+        # worker that is only slow (or Redis that restarted and lost a claim) is not taken for dead.
+        self.rescue_grace_s = max(3.0, 5 * self.settings.worker_heartbeat_s)
 
     # --- lifecycle ---
     def start(self) -> None:
@@ -131,6 +136,8 @@ class RemoteTranscriptionManager(TranscriptionManager):
         job = RemoteJob(job_id, options, name, target, size, queue=self._route(options.model))
         try:
             self._save(job)
+            if job.queue != DEFAULT_QUEUE:  # watched until claimed, in case its worker goes (_rescue)
+                self.state.note_routed(job.id)
             with self._live_lock:
                 self._live[job.id] = job
             self.celery.send_task(TASK, args=[job.id], queue=job.queue)
@@ -306,6 +313,7 @@ class RemoteTranscriptionManager(TranscriptionManager):
 
     def _reconcile(self) -> None:
         """Re-read the live jobs from Redis (a pub/sub message lost while Redis was away)."""
+        self._rescue()
         with self._live_lock:
             live = list(self._live.values())
         if not live:
@@ -318,6 +326,47 @@ class RemoteTranscriptionManager(TranscriptionManager):
                     self._live.pop(job.id, None)
             elif record["status"] in FINISHED:
                 self._apply(job, record)
+
+    def _rescue(self) -> None:
+        """Re-queue jobs stranded by a dead worker, without waiting for the broker's visibility timeout.
+
+        Two ways a job strands: its worker died mid-job (the claim expired, the heartbeat is gone;
+        the unacknowledged message would come back only after ``visibility_timeout_s``, hours), or it
+        was routed to ``model.<id>`` and no live worker consumes that queue any more. Either way it
+        is sent again to ``default`` once it has looked stranded for ``rescue_grace_s``. One web
+        replica does it (``take_rescue``), and the claim still keeps a second run from starting.
+        """
+        now = time.monotonic()
+        live = {w["name"]: w for w in self.state.workers()}
+        stranded: dict[str, tuple[dict[str, Any], str]] = {}
+        for record in self.state.load_many(self.state.unclaimed()):
+            if record["status"] in FINISHED:
+                self.state.forget_claimed(record["id"])
+            elif record.get("worker") not in live:  # a live worker re-claims on its next beat
+                stranded[record["id"]] = (record, f"attempt-{record['attempt']}")
+        consumed = {q for w in live.values() for q in w.get("queues") or []}
+        if live:  # with no worker at all, jobs simply wait (and health says so)
+            for record in self.state.load_many(self.state.routed()):
+                queue = record.get("queue") or DEFAULT_QUEUE
+                if record["status"] != "queued":
+                    self.state.forget_claimed(record["id"])  # claimed (or cancelled) meanwhile
+                elif queue not in consumed:
+                    stranded.setdefault(record["id"], (record, f"queue-{queue}"))
+        self._stranded = {i: self._stranded.get(i, now) for i in stranded}
+        for job_id, (record, tag) in stranded.items():
+            if now - self._stranded[job_id] >= self.rescue_grace_s and self.state.take_rescue(job_id, tag):
+                self._requeue(record, tag)
+
+    def _requeue(self, record: dict[str, Any], why: str) -> None:
+        job = remote_job(record, self.root)
+        if job is None:
+            return
+        job.status, job.progress, job.started_at, job.queue = "queued", 0.0, None, DEFAULT_QUEUE
+        self._save(job)
+        self._send(TASK, [job.id], DEFAULT_QUEUE)
+        self.state.forget_claimed(job.id)
+        self._publish(job)
+        log.warning("job %s re-queued (%s; last worker %s)", job.id, why, job.worker)
 
     def _sweep(self) -> None:
         """Remove finished jobs (records and files) older than the retention period.

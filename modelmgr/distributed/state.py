@@ -8,6 +8,11 @@ Keys (all under ``modelmgr:``):
 * ``claim:<id>``   the worker running the job, with a short TTL its heartbeat renews. A second
                    delivery of the same job (a re-queued message) finds the claim and does not run
                    it twice; once the owner is gone the claim expires and the delivery takes over.
+* ``claimed``      a set of the ids of jobs some worker claimed and has not released: where the
+                   web processes look for jobs whose worker died (their claim expired).
+* ``routed``       a set of the ids of queued jobs sent to a model queue (``model.<id>``) and not
+                   yet claimed: where the web processes look for jobs no live worker will take.
+* ``rescued:<id>:<tag>`` set (NX) by the one web process that re-queues a job (per attempt).
 * ``worker:<name>`` a worker's heartbeat (device, loaded models, current job), with a TTL.
 * ``events``       the pub/sub channel: ``{"name", "data", "origin"}`` envelopes.
 
@@ -104,6 +109,8 @@ class SharedState:
             pipe = self.redis.pipeline()
             pipe.delete(_job(job_id), PREFIX + f"claim:{job_id}")
             pipe.zrem(PREFIX + "jobs", job_id)
+            pipe.srem(PREFIX + "claimed", job_id)
+            pipe.srem(PREFIX + "routed", job_id)
             pipe.execute()
 
     def next_attempt(self, job_id: str) -> int:
@@ -122,7 +129,13 @@ class SharedState:
     # --- claims: at most one worker runs a job ---
     def claim(self, job_id: str, worker: str, ttl_s: int) -> bool:
         with self._guard():
-            return bool(self.redis.set(PREFIX + f"claim:{job_id}", worker, nx=True, ex=ttl_s))
+            if not self.redis.set(PREFIX + f"claim:{job_id}", worker, nx=True, ex=ttl_s):
+                return False
+            pipe = self.redis.pipeline()
+            pipe.sadd(PREFIX + "claimed", job_id)
+            pipe.srem(PREFIX + "routed", job_id)
+            pipe.execute()
+            return True
 
     def claim_owner(self, job_id: str) -> str | None:
         with self._guard():
@@ -134,7 +147,35 @@ class SharedState:
 
     def release_claim(self, job_id: str, worker: str) -> None:
         with self._guard():
-            self.redis.eval(_RELEASE, 1, PREFIX + f"claim:{job_id}", worker)
+            if self.redis.eval(_RELEASE, 1, PREFIX + f"claim:{job_id}", worker):
+                self.redis.srem(PREFIX + "claimed", job_id)
+
+    def unclaimed(self) -> list[str]:
+        """Jobs in ``claimed`` whose claim has expired: their worker stopped renewing it."""
+        with self._guard():
+            ids = sorted(self.redis.smembers(PREFIX + "claimed"))
+            owners = self.redis.mget([PREFIX + f"claim:{i}" for i in ids]) if ids else []
+        return [job_id for job_id, owner in zip(ids, owners, strict=True) if owner is None]
+
+    def forget_claimed(self, job_id: str) -> None:
+        with self._guard():
+            pipe = self.redis.pipeline()
+            pipe.srem(PREFIX + "claimed", job_id)
+            pipe.srem(PREFIX + "routed", job_id)
+            pipe.execute()
+
+    def note_routed(self, job_id: str) -> None:
+        with self._guard():
+            self.redis.sadd(PREFIX + "routed", job_id)
+
+    def routed(self) -> list[str]:
+        with self._guard():
+            return sorted(self.redis.smembers(PREFIX + "routed"))
+
+    def take_rescue(self, job_id: str, tag: str, ttl_s: int = 24 * 3600) -> bool:
+        """True for exactly one caller per (job, tag): the web process that re-queues it."""
+        with self._guard():
+            return bool(self.redis.set(PREFIX + f"rescued:{job_id}:{tag}", "1", nx=True, ex=ttl_s))
 
     # --- workers ---
     def heartbeat(self, name: str, info: dict[str, Any], ttl_s: int) -> None:

@@ -106,8 +106,13 @@ class WorkerTranscriptions(TranscriptionManager):
     def __init__(self, *args: Any, state: SharedState, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.state = state
+        # Jobs this worker lost to another (it missed its claim's renewals and the job was re-queued):
+        # they stop, and write nothing more (no record, no event, no removal of the shared upload).
+        self.lost: set[str] = set()  # added by the heartbeat thread, read by the job's thread
 
     def _save(self, job: Job) -> None:
+        if job.id in self.lost:
+            return
         super()._save(job)
         record = job.to_record() | {"input": job.input_path.name}
         # A final state must not be lost to a short Redis outage: keep trying for a while.
@@ -121,6 +126,17 @@ class WorkerTranscriptions(TranscriptionManager):
                     log.warning("could not record job %s (%s): %s", job.id, job.status, exc.message)
                     return
                 time.sleep(1.0)
+
+    def _publish(self, job: Job, throttle: bool = False) -> None:
+        if job.id not in self.lost:
+            super()._publish(job, throttle)
+
+    def _finish(self, job: Job, status: str, error: dict[str, str] | None = None) -> None:
+        if job.id in self.lost:
+            job.done.set()
+            log.warning("job %s: stopped here, another worker runs it now", job.id)
+            return
+        super()._finish(job, status, error)
 
 
 class WorkerRuntime:
@@ -179,8 +195,10 @@ class WorkerRuntime:
             job = self.current
         try:
             if job is not None:
-                if not self.state.renew_claim(job.id, self.name, self.claim_ttl):
-                    self.state.claim(job.id, self.name, self.claim_ttl)  # Redis lost it (restart)
+                renewed = self.state.renew_claim(job.id, self.name, self.claim_ttl)
+                # Not renewed: the claim expired (this process stalled) or Redis lost it (restart).
+                if not renewed and not self.state.claim(job.id, self.name, self.claim_ttl):
+                    self._lose(job, self.state.claim_owner(job.id))
                 if self.state.cancel_requested(job.id) and not job.cancel.is_set():
                     job.cancel_requested = True
                     job.cancel.set()
@@ -194,6 +212,13 @@ class WorkerRuntime:
                 self._redis_lost = True
         except Exception:  # the heartbeat must outlive odd failures (a disk read in info())
             log.exception("heartbeat failed")
+
+    def _lose(self, job: RemoteJob, owner: str | None) -> None:
+        """Another worker claimed this job (it was re-queued while this one was silent): stop it."""
+        if job.id not in self.manager.lost:
+            log.warning("job %s was re-queued and claimed by %s; stopping it here", job.id, owner)
+            self.manager.lost.add(job.id)
+            job.cancel.set()
 
     def info(self) -> dict[str, Any]:
         preload = self.services.preload.status()
@@ -211,6 +236,8 @@ class WorkerRuntime:
             "queues": queues,
             "loaded": loaded,
             "preload": preload.get("state"),
+            "preload_model": (preload.get("request") or {}).get("model"),
+            "preload_error": preload.get("error"),
             "models_on_disk": on_disk,
             "current_job": job.id if job is not None else None,
             "current_status": job.status if job is not None else None,

@@ -29,6 +29,7 @@ from tests.nginx import run_nginx
 TABS = 20
 JOBS = 7
 MODEL = "base"  # not the one other tests download first: its bytes move for this test only
+APP_READY = "() => !document.querySelector('[data-testid=status-tracker].full.translucent')"
 
 
 @pytest.fixture
@@ -54,6 +55,9 @@ def _open(context, url: str, count: int = 1) -> list:
         page.goto(url, wait_until="commit", timeout=300_000)
     for page in pages:  # twenty Gradio pages at once keep two cores busy for a while
         page.locator("#transcribe-btn").wait_for(timeout=300_000)
+        # The buttons are drawn before every component's script has loaded; until then Gradio
+        # covers the page with its translucent loading overlay, which takes the clicks.
+        page.wait_for_function(APP_READY, timeout=300_000)
     return pages
 
 
