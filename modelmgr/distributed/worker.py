@@ -58,6 +58,7 @@ from .state import SharedState, _safe_url
 
 log = logging.getLogger(__name__)
 HOLD_ENV = "MODELMGR_TEST_HOLD_FILE"
+PROGRESS_SAVE_S = 1.0
 
 
 class ForwardingBus(EventBus):
@@ -109,6 +110,7 @@ class WorkerTranscriptions(TranscriptionManager):
         # Jobs this worker lost to another (it missed its claim's renewals and the job was re-queued):
         # they stop, and write nothing more (no record, no event, no removal of the shared upload).
         self.lost: set[str] = set()  # added by the heartbeat thread, read by the job's thread
+        self._progress_saved: dict[str, float] = {}  # job id -> when its progress was last recorded
 
     def _save(self, job: Job) -> None:
         if job.id in self.lost:
@@ -128,10 +130,18 @@ class WorkerTranscriptions(TranscriptionManager):
                 time.sleep(1.0)
 
     def _publish(self, job: Job, throttle: bool = False) -> None:
-        if job.id not in self.lost:
-            super()._publish(job, throttle)
+        if job.id in self.lost:
+            return
+        super()._publish(job, throttle)
+        # Progress within a stage reaches the web processes' listeners as events; the record (what
+        # GET and the other replicas read) gets it too, once a second at most.
+        now = time.monotonic()
+        if throttle and now - self._progress_saved.get(job.id, 0.0) >= PROGRESS_SAVE_S:
+            self._progress_saved[job.id] = now
+            self._save(job)
 
     def _finish(self, job: Job, status: str, error: dict[str, str] | None = None) -> None:
+        self._progress_saved.pop(job.id, None)
         if job.id in self.lost:
             job.done.set()
             log.warning("job %s: stopped here, another worker runs it now", job.id)
