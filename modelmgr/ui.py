@@ -437,8 +437,11 @@ def _wire_live(
         return [gr.Dropdown(choices=devices), gr.Dropdown(choices=devices)]
 
     quiet = {"show_progress": "hidden", **PRIVATE}
-    timer.tick(refresh, inputs, outputs, concurrency_limit=None, **quiet)
-    demo.load(refresh, inputs, outputs, concurrency_limit=None, **quiet)
+    # queue=False: a tick is one short POST answered with the redraw. Through Gradio's queue it
+    # would be a join plus a result stream held open per page, and twenty tabs sharing a browser's
+    # six HTTP/1.1 connections to the host then wait on each other's streams.
+    timer.tick(refresh, inputs, outputs, queue=False, **quiet)
+    demo.load(refresh, inputs, outputs, queue=False, **quiet)
     demo.load(device_labels, None, [tx.device, models.device], queue=False, **quiet)
     demo.load(None, js=JS_RESTORE_PANEL)
     for select in selects:

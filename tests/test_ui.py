@@ -463,7 +463,7 @@ def test_build_ui_has_the_contract_hooks_and_one_private_timer(tmp_path):
     assert len(timers) == 1
     ticks = [d for d in demo.fns.values() if any(t[1] == "tick" for t in d.targets)]
     assert len(ticks) == 1
-    assert ticks[0].concurrency_limit is None
+    assert ticks[0].queue is False  # a short POST per tick: no result stream held per page
     assert ticks[0].api_visibility == "private"
     assert ticks[0].show_progress == "hidden"
     assert all(d.api_visibility == "private" for d in demo.fns.values())
