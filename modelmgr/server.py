@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -46,6 +50,7 @@ def create_app(settings: Settings, *, ui: bool = True) -> FastAPI:
     services = Services.build(settings)
     app = create_api_app(services)
     if ui:
+        private_upload_folder(settings)
         import gradio as gr
 
         from .ui import build_ui
@@ -63,6 +68,24 @@ def create_app(settings: Settings, *, ui: bool = True) -> FastAPI:
     if settings.root_path:
         app.add_middleware(RootPath, root_path=settings.root_path)
     return app
+
+
+def private_upload_folder(settings: Settings) -> Path | None:
+    """Give this studio its own Gradio upload folder, before Gradio is imported.
+
+    Gradio's default, ``/tmp/gradio``, is shared by every Gradio app on the host, and an app that
+    stops deletes the files it cached there, including the same upload another studio (a second
+    web replica, a second port) is still queueing. One folder per port keeps them apart; an
+    explicit ``GRADIO_TEMP_DIR`` wins. Gradio reads the variable at import and on every upload, so
+    it stays set for the process. None when it is too late (Gradio already imported).
+    """
+    if "GRADIO_TEMP_DIR" in os.environ:
+        return Path(os.environ["GRADIO_TEMP_DIR"])
+    if "gradio" in sys.modules:
+        return None
+    folder = Path(tempfile.gettempdir()) / f"whisperx-studio-uploads-{settings.port}"
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
 
 
 class StudioServer(uvicorn.Server):

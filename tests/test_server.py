@@ -24,3 +24,27 @@ def test_auth_token_also_guards_the_ui(settings) -> None:
         assert client.post("/login", data={"username": "me", "password": "wrong"}).status_code >= 400
         assert client.post("/login", data={"username": "me", "password": "s3cret"}).status_code == 200
         assert client.get("/config").status_code == 200
+
+
+def test_two_studios_on_one_host_keep_their_uploads_apart(settings, tmp_path) -> None:
+    """Gradio's shared /tmp/gradio let one studio's shutdown delete the upload another was queueing."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.fresh import fresh_server
+
+    audio = b"RIFF-not-really-audio-but-the-same-bytes-in-both"
+
+    def upload(url: str) -> Path:
+        answer = httpx.post(f"{url}/gradio_api/upload", files={"files": ("speech.wav", audio)}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        return Path(answer.json()[0])
+
+    with fresh_server(settings, tmp_path, ui=True) as first:
+        with fresh_server(settings, tmp_path, ui=True) as second:
+            kept = upload(second.url)
+            port = second.url.rsplit(":", 1)[1]
+            assert kept.is_relative_to(Path(tempfile.gettempdir()) / f"whisperx-studio-uploads-{port}")
+            gone = upload(first.url)
+            assert gone != kept and gone.read_bytes() == kept.read_bytes() == audio
+        assert gone.exists(), "the first studio still has its upload after the second one stopped"
