@@ -183,6 +183,7 @@ def build_ui(services: Services) -> gr.Blocks:
     specs = services.catalog.all()
     whisper_ids = [s.id for s in specs if s.kind == "whisper"]
     choices = SimpleNamespace(
+        distributed=services.distributed,
         whisper=whisper_ids,
         default=DEFAULT_MODEL if DEFAULT_MODEL in whisper_ids else whisper_ids[0],
         models=[(s.id if s.kind == "whisper" else f"{s.id} (align · {s.language})", s.id) for s in specs],
@@ -271,6 +272,14 @@ def _transcribe_tab(choices: SimpleNamespace) -> SimpleNamespace:
 
 def _models_tab(choices: SimpleNamespace) -> SimpleNamespace:
     with gr.Tab("Models", id="models", elem_id="tab-models"):
+        if choices.distributed:  # this tab and the panel act on the web process's own cache
+            gr.Markdown(
+                "**Cluster mode:** transcriptions run on the workers, each with its own model cache "
+                "(see the **System** tab: *Download to all workers*, *Preload*). This tab manages "
+                "the cache of this web process only.",
+                elem_id="models-cluster-note",
+                elem_classes="mm-msg",
+            )
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=420):
                 with gr.Row(equal_height=True):

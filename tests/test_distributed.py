@@ -567,6 +567,8 @@ def test_two_web_replicas_behind_nginx_share_jobs_and_the_system_tab_acts_on_wor
                 page = browser.new_page(viewport={"width": 1440, "height": 1000})
                 page.set_default_timeout(60_000)
                 page.goto(proxy.url, timeout=120_000)
+                page.get_by_role("tab", name="Models", exact=True).click()
+                expect(page.locator("#models-cluster-note")).to_contain_text("run on the workers")
                 page.get_by_role("tab", name="System", exact=True).click()
                 table = page.locator("#workers-info")
                 expect(table.locator("tr", has_text="w1")).to_be_visible(timeout=60_000)
