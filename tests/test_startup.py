@@ -1,4 +1,5 @@
-"""Start-up stays light: no torch, whisperx, faster-whisper or transformers until a model is loaded."""
+"""Start-up stays light: no torch, whisperx, faster-whisper or transformers until a model is loaded,
+and no Celery or Redis client unless distributed mode is on."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "whisperx", "faster_whisper", "ctranslate2", "transformers", "torchaudio", "nltk")
+# The embedded default needs neither Celery nor Redis (installed or not): distributed mode only.
+HEAVY += ("celery", "kombu", "redis", "modelmgr.distributed.jobs")
 
 PROBE = """
 import sys
