@@ -569,7 +569,18 @@ JOB_LABELS = {
 
 
 def job_stage_text(job: dict[str, Any]) -> str:
-    """What a job is doing, in words: the stage, and how far along where that is known."""
+    """What a job is doing, in words: the stage, how far along where that is known, and (cluster
+    mode) on which worker, and whether it is a retry after its worker was lost."""
+    text = _job_stage_words(job)
+    if job.get("worker"):
+        text += f" · on {job['worker']}"
+    lost = [r.get("lost_worker") for r in job.get("retries") or [] if r.get("lost_worker")]
+    if lost:
+        text += f" · attempt {job.get('attempt') or len(lost) + 1} ({', '.join(lost)} lost)"
+    return text
+
+
+def _job_stage_words(job: dict[str, Any]) -> str:
     status = job["status"]
     percent = format_percent(job.get("progress"))
     if status == "queued":

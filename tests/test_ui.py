@@ -488,3 +488,16 @@ def test_workers_table_says_what_a_worker_s_preload_is_doing_and_why_it_failed()
     assert "preload of large-v3 failed: CUDA out of &lt;b&gt;memory&lt;/b&gt;" in html  # escaped
     assert html.count('data-action="preload"') == 2 and 'data-worker="gpu2-8"' in html
     assert "loading" in html and html.count("failed") == 1
+
+
+def test_a_job_retried_after_its_worker_was_lost_says_so_in_the_table():
+    job = {
+        "id": "a" * 32,
+        "status": "transcribing",
+        "progress": 40.0,
+        "worker": "gpu2",
+        "attempt": 2,
+        "retries": [{"attempt": 2, "lost_worker": "gpu1", "at": 0}],
+    }
+    assert ui_view.job_stage_text(job) == "transcribing 40% · on gpu2 · attempt 2 (gpu1 lost)"
+    assert ui_view.job_stage_text({"id": "b" * 32, "status": "loading"}) == "loading the model"
