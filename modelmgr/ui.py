@@ -490,6 +490,20 @@ def _workers_html(services: Services) -> str:
     return render_workers(health, workers)
 
 
+def _said(action: Callable[[], str]) -> str:
+    """Run a button's action and answer in words, never raise: a failed event would skip the
+    refresh that follows it and leave a button disabled by the click's JavaScript until reload."""
+    try:
+        return action()
+    except ModelMgrError as exc:
+        gr.Warning(exc.message)
+        return f"⚠️ {exc.message}"
+    except Exception as exc:  # the UI boundary: a bug must still be said in words
+        log.exception("UI action failed")
+        gr.Warning(f"Unexpected error: {exc}")
+        return f"⚠️ Unexpected error: {exc}"
+
+
 def _cluster_controls(choices: SimpleNamespace) -> SimpleNamespace:
     """Distributed mode: act on the workers' own model caches (the web process has none of its own)."""
     with gr.Row(equal_height=True, elem_id="cluster-controls"):
@@ -520,13 +534,7 @@ def _wire_cluster(
 ) -> None:
     """ "Download to all workers" and each worker's "Preload": sent to the workers' own queues."""
     manager: Any = services.transcriptions
-
-    def said(action: Callable[[], str]) -> str:
-        try:
-            return action()
-        except ModelMgrError as exc:
-            gr.Warning(exc.message)
-            return f"⚠️ {exc.message}"
+    said = _said
 
     def download_all(model_id: str, language: str) -> str:
         def run() -> str:
@@ -565,19 +573,7 @@ def _wire_actions(
 ) -> None:
     """Buttons call a manager and say what happened in words; the snapshot shows the rest."""
     downloads, preload = services.downloads, services.preload
-
-    def said(action: Callable[[], str]) -> str:
-        # Always answer (never raise): a failed event would skip the refresh that follows it and
-        # leave a button disabled by the click's JavaScript until the page is reloaded.
-        try:
-            return action()
-        except ModelMgrError as exc:
-            gr.Warning(exc.message)
-            return f"⚠️ {exc.message}"
-        except Exception as exc:  # the UI boundary: a bug must still be said in words
-            log.exception("UI action failed")
-            gr.Warning(f"Unexpected error: {exc}")
-            return f"⚠️ Unexpected error: {exc}"
+    said = _said
 
     def download(model_id: str, language: str = AUTO) -> tuple[str, Any]:
         languages = [language_arg(language)] if language_arg(language) else None
