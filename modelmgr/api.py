@@ -50,6 +50,7 @@ STATUS: dict[type[errors.ModelMgrError], int] = {
     errors.ModelBusy: 409,
     errors.PayloadTooLarge: 413,
     errors.PreloadFailed: 500,
+    errors.AlignUnavailable: 503,
     errors.DownloadFailed: 502,
     errors.HubTimeout: 504,
     errors.Offline: 503,

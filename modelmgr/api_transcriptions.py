@@ -108,7 +108,7 @@ def install_transcription_api(
             device=body.device,
             task=body.task,
             word_timestamps=True if body.word_timestamps is None else body.word_timestamps,
-            vad=bool(body.vad),
+            vad=True if body.vad is None else body.vad,
             batch_size=body.batch_size,
             initial_prompt=body.initial_prompt or None,
             temperature=body.temperature,

@@ -43,6 +43,19 @@ ALIGN_PATTERNS = (
     "pytorch_model.bin",
 )
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+# Hub repos for the languages whisperx aligns with torchaudio bundles, which come from
+# download.pytorch.org: behind a Hub mirror (HF_ENDPOINT) that host is often unreachable.
+# English is the same fairseq checkpoint (wav2vec2 base, LibriSpeech 960 h) converted to
+# transformers; fr/de/es/it are the xlsr-53 CTC models whisperx users pass as --align_model.
+HUB_ALIGNERS_FOR_TORCHAUDIO = {
+    "en": "facebook/wav2vec2-base-960h",
+    "fr": "jonatasgrosman/wav2vec2-large-xlsr-53-french",
+    "de": "jonatasgrosman/wav2vec2-large-xlsr-53-german",
+    "es": "jonatasgrosman/wav2vec2-large-xlsr-53-spanish",
+    "it": "jonatasgrosman/wav2vec2-large-xlsr-53-italian",
+}
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+DEFAULT_TORCH_MODELS_URL = "https://download.pytorch.org/torchaudio/models"
 
 
 @dataclass(frozen=True)
@@ -125,6 +138,15 @@ def validate_model_id(model_id: str) -> str:
     return model_id
 
 
+def _align_source(settings: Settings) -> str:
+    """Where alignment models of torchaudio languages come from first: "torchaudio" or "hub"."""
+    if settings.align_source != "auto":
+        return settings.align_source
+    mirror = settings.hf_endpoint.rstrip("/") != DEFAULT_HF_ENDPOINT
+    torch_mirror = settings.torch_models_base_url.rstrip("/") != DEFAULT_TORCH_MODELS_URL
+    return "hub" if mirror and not torch_mirror else "torchaudio"
+
+
 class Catalog:
     """Read-only view of every known model; built once per app."""
 
@@ -132,7 +154,9 @@ class Catalog:
         tables = upstream_tables()
         self.languages: tuple[str, ...] = tables["languages"]  # type: ignore[assignment]
         self._models: dict[str, ModelSpec] = {}
-        self._align_by_language: dict[str, str] = {}
+        # language -> alignment model ids, best first (see align_candidates)
+        self._align_by_language: dict[str, list[str]] = {}
+        self._align_source = _align_source(settings)
         for name, repo in tables["whisper"].items():  # type: ignore[union-attr]
             language = "en" if name.endswith(".en") else None
             self._add(ModelSpec(name, repo, "whisper", language, patterns=WHISPER_PATTERNS))
@@ -155,10 +179,15 @@ class Catalog:
                     filename=torch_files[bundle],
                 )
             )
-            self._align_by_language[language] = bundle
-        for language, repo in tables["align_hf"].items():  # type: ignore[union-attr]
+            hub_twin = HUB_ALIGNERS_FOR_TORCHAUDIO.get(language)
+            choices = [bundle] if hub_twin is None else [bundle, hub_twin]
+            if self._align_source == "hub":
+                choices.reverse()
+            self._align_by_language[language] = choices
+        hub_aligners = {**HUB_ALIGNERS_FOR_TORCHAUDIO, **tables["align_hf"]}  # type: ignore[dict-item]
+        for language, repo in hub_aligners.items():
             # whisperx prefers the torchaudio bundle when a language has both.
-            self._align_by_language.setdefault(language, repo)
+            self._align_by_language.setdefault(language, [repo])
             if repo not in self._models:
                 self._add(ModelSpec(repo, repo, "align", language, patterns=ALIGN_PATTERNS))
 
@@ -192,10 +221,19 @@ class Catalog:
         return language
 
     def align_for(self, language: str) -> ModelSpec | None:
-        """The alignment model whisperx would pick for ``language`` (None: it has none)."""
+        """The alignment model to fetch first for ``language`` (None: whisperx has none)."""
+        candidates = self.align_candidates(language)
+        return candidates[0] if candidates else None
+
+    def align_candidates(self, language: str) -> list[ModelSpec]:
+        """Every alignment model that can align ``language``, best first.
+
+        For en/fr/de/es/it: whisperx's torchaudio bundle, then a Hub repo of the same
+        kind; the Hub repo first when ``align_source`` says so (``auto``: when HF_ENDPOINT
+        names a mirror and no mirror of download.pytorch.org is configured).
+        """
         self.check_language(language)
-        model_id = self._align_by_language.get(language)
-        return self._models[model_id] if model_id else None
+        return [self._models[model_id] for model_id in self._align_by_language.get(language, ())]
 
     def bundle_languages(
         self, spec: ModelSpec, requested: list[str] | None, defaults: list[str]

@@ -553,8 +553,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="srt", help=f"comma-separated: {','.join(FORMATS)}")
     p.add_argument("--out", default=".", help="folder for <name>.<format> (default: here)")
     p.add_argument("--no-align", action="store_true", help="segment times only, no word alignment")
-    p.add_argument("--vad", action="store_true", help="skip silence with the Silero VAD")
-    p.add_argument("--batch-size", type=int, help="batched inference (default: 16 on CUDA, measured on CPU)")
+    p.add_argument(
+        "--vad",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="skip silence with the Silero VAD (default: on; --no-vad decodes every second)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, help="batched inference (default: 16 on CUDA, 8 on CPU, as measured)"
+    )
     p.add_argument("--prompt", help="initial prompt: names, spellings, style")
     sub.add_parser("worker", help="distributed mode: run transcription jobs from Redis (see `worker --help`)")
     return parser

@@ -26,6 +26,8 @@ Hierarchy (HTTP status is mapped in ``api.py``, nowhere else)::
     │   ├── AccessDenied        gated/private repo, token missing        -> 403
     │   └── IntegrityError      size or hash mismatch after transfer
     ├── PreloadFailed           loading weights failed                   -> 500
+    ├── AlignUnavailable        no aligner for the language could be had -> 503
+    │                           (jobs fall back to Whisper's word times: a warning, not a failure)
     ├── QueueUnavailable        distributed mode: Redis cannot be reached -> 503
     └── Cancelled               internal: a transfer was cancelled
 
@@ -133,6 +135,10 @@ class IntegrityError(DownloadFailed):
 
 class PreloadFailed(ModelMgrError):
     code = "preload_failed"
+
+
+class AlignUnavailable(ModelMgrError):
+    code = "align_unavailable"
 
 
 class QueueUnavailable(ModelMgrError):

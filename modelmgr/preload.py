@@ -51,6 +51,7 @@ class Request:
     model: str
     language: str | None
     device: str
+    with_align: bool = True  # also load the language's aligner (a job's lease loads its own, on demand)
 
 
 @dataclass
@@ -74,9 +75,12 @@ class Lease:
         self.device = device
         self.compute_type = compute_type
 
-    def aligner(self, language: str) -> tuple[Any, dict] | None:
-        """The aligner for ``language`` (loaded and recorded on first use); None if whisperx has none."""
-        return self._manager._aligner_for(language, self.device)
+    def aligner(self, spec: ModelSpec, language: str) -> tuple[Any, dict]:
+        """``spec`` loaded for ``language`` on this lease's device (once; recorded like preloaded ones).
+
+        The model must be on disk (the caller downloads it first, and chooses among candidates).
+        """
+        return self._manager._aligner_for(spec, language, self.device)
 
 
 class PreloadManager:
@@ -100,6 +104,7 @@ class PreloadManager:
         self._whisper_info: dict[str, Any] | None = None
         self._aligners: dict[str, LoadedAligner] = {}  # language -> aligner on self._device
         self._align_info: dict[str, Any] | None = None  # the aligner the preload request asked for
+        self._align_error: str | None = None  # why that aligner could not be had (Whisper times words)
         self._loaded_at: float | None = None
         self._memory: dict[str, Any] = {}
         self._leases = 0  # jobs using the loaded models right now
@@ -117,10 +122,18 @@ class PreloadManager:
         loaders.check_device(device)
         return Request(spec.id, language or spec.language, device), spec
 
-    def start(self, model: str, language: str | None = None, device: str = "auto") -> dict[str, Any]:
+    def start(
+        self, model: str, language: str | None = None, device: str = "auto", *, with_align: bool = True
+    ) -> dict[str, Any]:
+        """Download if needed and load ``model`` (and, ``with_align``, its language's aligner) in a thread.
+
+        An aligner that cannot be had does not fail the preload: the status says why in
+        ``align_error``, and jobs time words with Whisper.
+        """
         request, spec = self.validate(model, language, device)
+        request = Request(request.model, request.language, request.device, with_align)
         with self._lock:
-            if self._request == request and self._state in (*BUSY, "ready"):
+            if self._satisfied_locked(request):
                 return self._status_locked()
             if self._state in BUSY:
                 raise ModelBusy(
@@ -159,7 +172,7 @@ class PreloadManager:
         """
         request, spec = self.validate(model, language, device)
         resolved, compute_type = loaders.resolve_device(device)
-        request = Request(request.model, request.language, resolved)
+        request = Request(request.model, request.language, resolved, with_align=False)
         lease = self._acquire(request, spec, compute_type, cancel, on_state, time.monotonic() + timeout_s)
         try:
             yield lease
@@ -205,7 +218,7 @@ class PreloadManager:
                         raise PreloadFailed("timed out waiting for the models to load")
                     continue
             try:  # free and not ours: start our preload (outside the lock), then wait on it
-                self.start(request.model, request.language, request.device)
+                self.start(request.model, request.language, request.device, with_align=False)
                 started = True
             except (ModelBusy, ModelInUse):
                 continue  # someone else got in first: wait for them
@@ -221,7 +234,7 @@ class PreloadManager:
             unloaded = self._loaded_ids_locked()
             self._whisper = None
             self._aligners.clear()
-            self._whisper_info = self._align_info = None
+            self._whisper_info = self._align_info = self._align_error = None
             self._state, self._request, self._error, self._loaded_at = "idle", None, None, None
             self._changed.notify_all()
         before = loaders.memory_report() if unloaded else None
@@ -261,10 +274,8 @@ class PreloadManager:
     # --- worker ---
     def _run(self, request: Request, spec: ModelSpec) -> None:
         try:
-            self._wait_downloaded(spec, [request.language] if request.language else None)
-            align_spec = self.catalog.align_for(request.language) if request.language else None
-            if align_spec is not None:
-                self._wait_downloaded(align_spec)
+            wants_align = request.with_align and request.language is not None
+            self._wait_downloaded(spec, [request.language] if wants_align else None)
             self._set(state="loading")
             device, compute_type = loaders.resolve_device(request.device)
             whisper_path = self.store.model_path(spec)
@@ -276,8 +287,9 @@ class PreloadManager:
                 kept = dict(self._aligners) if self._device == device else {}
             if whisper is None:
                 whisper = loaders.load_whisper(whisper_path, device, compute_type)
-            if align_spec is not None and request.language and request.language not in kept:
-                kept[request.language] = self._load_aligner(align_spec, request.language, device)
+            align_spec, align_error = None, None
+            if wants_align and request.language:
+                align_spec, align_error = self._preload_aligner(request.language, device, kept)
             memory = loaders.memory_report()
             with self._lock:
                 if not reuse:
@@ -287,6 +299,7 @@ class PreloadManager:
                 self._align_info = (
                     {"id": align_spec.id, "language": request.language} if align_spec is not None else None
                 )
+                self._align_error = align_error
                 self._loaded_at, self._memory = time.time(), memory
                 self._state = "ready"
                 self._changed.notify_all()
@@ -302,18 +315,50 @@ class PreloadManager:
                 f"(POST /api/models/{spec.id}/verify); a download then repairs them",
             )
 
-    def _aligner_for(self, language: str, device: str) -> tuple[Any, dict] | None:
+    def _preload_aligner(
+        self, language: str, device: str, kept: dict[str, LoadedAligner]
+    ) -> tuple[ModelSpec | None, str | None]:
+        """Download and load the first aligner candidate that can be had (into ``kept``).
+
+        Returns the aligner's spec (None: whisperx has none for the language) and, when
+        every candidate failed, why: the preload is still ready, and Whisper times words.
+        """
+        candidates = self.catalog.align_candidates(language)
+        loaded = kept.get(language)
+        for align_spec in candidates:
+            if loaded is not None and loaded.spec_id == align_spec.id:
+                return align_spec, None  # a job already loaded one of them
+        reasons = []
+        for align_spec in self.prefer_present(candidates):
+            try:
+                self._wait_downloaded(align_spec)
+                kept[language] = self._load_aligner(align_spec, language, device)
+                return align_spec, None
+            except ModelMgrError as exc:
+                reasons.append(exc.message)
+            except Exception as exc:  # odd files: say so, the preload still serves Whisper
+                log.warning("aligner %s could not be loaded", align_spec.id, exc_info=True)
+                reasons.append(f"{align_spec.id} could not be loaded: {exc}")
+        if not reasons:
+            return None, None
+        message = f"no alignment model for {language!r} could be had ({'; '.join(reasons)})"
+        log.warning("%s; word times will come from Whisper", message)
+        return None, message
+
+    def prefer_present(self, candidates: list[ModelSpec]) -> list[ModelSpec]:
+        """``candidates`` with those already on disk first (order kept otherwise): no needless fetch."""
+        present = {s.id for s in candidates if self.store.local_state(s).status == "downloaded"}
+        return sorted(candidates, key=lambda s: s.id not in present)
+
+    def _aligner_for(self, spec: ModelSpec, language: str, device: str) -> tuple[Any, dict]:
         with self._lock:
             found = self._aligners.get(language)
-        if found is not None:
+        if found is not None and found.spec_id == spec.id:
             return found.model, found.metadata
-        spec = self.catalog.align_for(language)
-        if spec is None:
-            return None
         with self._align_load_lock:
             with self._lock:
                 found = self._aligners.get(language)
-            if found is None:
+            if found is None or found.spec_id != spec.id:
                 self._wait_downloaded(spec)
                 found = self._load_aligner(spec, language, device)
                 with self._lock:
@@ -347,6 +392,21 @@ class PreloadManager:
         self.bus.publish("preload", status)
 
     # --- under _lock ---
+    def _satisfied_locked(self, request: Request) -> bool:
+        """The loaded (or loading) models already answer ``request``: a start changes nothing."""
+        current = self._request
+        if current is None or self._state not in (*BUSY, "ready"):
+            return False
+        if (current.model, current.language, current.device) != (
+            request.model,
+            request.language,
+            request.device,
+        ):
+            return False
+        if self._state in BUSY or not request.with_align or current.with_align:
+            return True
+        return request.language is None or request.language in self._aligners
+
     def _serves_locked(self, model_id: str, device: str) -> bool:
         info = self._whisper_info
         return info is not None and info["id"] == model_id and device in (info["device"], "auto")
@@ -367,6 +427,7 @@ class PreloadManager:
             else {"model": request.model, "language": request.language, "device": request.device},
             "whisper": self._whisper_info,
             "align": self._align_info,
+            "align_error": self._align_error,
             "aligners": [{"id": a.spec_id, "language": a.language} for a in self._aligners.values()],
             "device": self._device if self._state == "ready" else None,
             "leases": self._leases,

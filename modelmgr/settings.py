@@ -10,7 +10,7 @@ under their usual names; everything of ours uses the ``MODELMGR_`` prefix.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -66,6 +66,10 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "torch", validation_alias=_alias("TORCH_HOME", "TORCH_HOME")
     )
     torch_models_base_url: str = "https://download.pytorch.org/torchaudio/models"  # mirror for those bundles
+    # Where en/fr/de/es/it aligners come from first: torchaudio's bundle or a Hub repo of the same
+    # kind (the other one is the fallback). auto: the Hub when HF_ENDPOINT is a mirror and the
+    # torch URL above is not. Without any aligner, word times come from Whisper itself.
+    align_source: Literal["auto", "torchaudio", "hub"] = "auto"
     # nltk's punkt_tab (whisperx.align needs it), fetched with the alignment models.
     nltk_punkt_url: str = (
         "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/tokenizers/punkt_tab.zip"
@@ -105,7 +109,9 @@ class Settings(BaseSettings):
         7 * 24 * 3600.0, gt=0
     )  # finished jobs and results kept this long
     default_model: str = "small"  # what the OpenAI API's "whisper-1" means here
-    batch_size: int | None = Field(None, ge=1)  # None: 16 on CUDA, the measured best on CPU (see README)
+    batch_size: int | None = Field(
+        None, ge=1
+    )  # jobs that name none; None: 16 on CUDA, 8 on CPU (measured, see README)
 
     # --- distributed mode (only with a Redis URL; the embedded default never imports Celery) ---
     # distributed mode (also --redis-url): jobs go to Celery workers through this Redis

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "ALIGNMENTS",
     "Segment",
     "Transcript",
     "Word",
@@ -55,11 +56,17 @@ class Segment:
 _SEGMENT_STATS = ("avg_logprob", "no_speech_prob", "compression_ratio", "temperature")
 
 
+# How the words got their times: a wav2vec2 aligner (whisperx), Whisper's own
+# cross-attention timings (faster-whisper word_timestamps), or none (segment times only).
+ALIGNMENTS = ("wav2vec2", "whisper", "none")
+
+
 @dataclass(frozen=True)
 class Transcript:
     language: str
     duration: float
     segments: tuple[Segment, ...] = ()
+    alignment: str = "none"  # one of ALIGNMENTS
 
 
 def _to_millis(seconds: float | None) -> int:
@@ -85,15 +92,24 @@ def _cue_text(text: str) -> str:
 
 
 def _cues(t: Transcript) -> list[tuple[int, int, str]]:
-    """(start_ms, end_ms, text) per non-empty segment, with end >= start."""
+    """(start_ms, end_ms, text) per non-empty segment: in order, never overlapping, never past the audio.
+
+    Players show two overlapping cues at once (stacked), so a cue starts no earlier than
+    the previous one ends; an aligner's last word can run a few ms past the file's end.
+    """
     cues = []
+    limit = _to_millis(t.duration) if t.duration and t.duration > 0 else None
+    previous_end = 0
     for seg in t.segments:
         text = _cue_text(seg.text)
         if not text:
             continue
-        start = _to_millis(seg.start)
+        start = max(_to_millis(seg.start), previous_end)
         end = max(start, _to_millis(seg.end))
+        if limit is not None:
+            start, end = min(start, limit), min(end, limit)
         cues.append((start, end, text))
+        previous_end = end
     return cues
 
 
@@ -135,6 +151,7 @@ def to_dict(t: Transcript) -> dict:
     return {
         "language": t.language,
         "duration": _json_time(t.duration),
+        "alignment": t.alignment,
         "segments": [
             {
                 "start": _json_time(seg.start),
@@ -171,6 +188,7 @@ def from_json(text: str) -> Transcript:
     return Transcript(
         language=str(data.get("language") or ""),
         duration=float(data.get("duration") or 0.0),
+        alignment=str(data.get("alignment") or "none"),
         segments=tuple(
             Segment(
                 start=float(seg["start"]),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from modelmgr.errors import Cancelled
+from modelmgr.errors import AlignUnavailable, Cancelled
 from modelmgr.subtitles import Segment, Transcript, Word
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ __all__ = [
     "Options",
     "align",
     "decode_audio",
+    "detect_language",
     "ensure_nltk_path",
     "run_pipeline",
     "transcribe",
@@ -56,6 +57,7 @@ class Options:
     initial_prompt: str | None = None
     temperature: float | None = None  # None: faster-whisper's fallback ladder
     beam_size: int = 5
+    condition_on_previous_text: bool = True  # faster-whisper's default (whisperx turns it off)
 
 
 class AudioDecodeError(ValueError):
@@ -121,6 +123,7 @@ def transcribe(
     initial_prompt: str | None = None,
     temperature: float | None = None,
     word_timestamps: bool = False,
+    condition_on_previous_text: bool = True,
     on_progress: Callable[[float], None] | None = None,
     on_segment: Callable[[dict], None] | None = None,
     cancel: threading.Event | None = None,
@@ -141,6 +144,7 @@ def transcribe(
         "task": task,
         "initial_prompt": initial_prompt or None,
         "word_timestamps": word_timestamps,
+        "condition_on_previous_text": condition_on_previous_text,
     }
     if temperature is not None:
         kwargs["temperature"] = temperature
@@ -225,8 +229,11 @@ def _split_words(text: str, language: str) -> list[str]:
     return text.split()
 
 
+RawWord = tuple[str, float | None, float | None, float | None]  # text, start, end, score
+
+
 def _fill_word_times(
-    words: Sequence[tuple[str, float | None, float | None, float | None]],
+    words: Sequence[RawWord],
     seg_start: float,
     seg_end: float,
 ) -> tuple[Word, ...]:
@@ -296,14 +303,44 @@ def _with_stats(segment: Segment, source: dict) -> Segment:
     return dataclasses.replace(segment, **stats) if stats else segment
 
 
-def _unaligned_segment(seg: dict, language: str, bounds: tuple[float, float]) -> Segment:
-    if seg.get("words"):  # faster-whisper's own word timings (translation, or no aligner)
-        raw = [(w["word"].strip(), w.get("start"), w.get("end"), w.get("score")) for w in seg["words"]]
-        raw = [w for w in raw if w[0]]
-    else:
+_SENTENCE_END = (".", "?", "!", "。", "？", "！")
+
+
+def _sentences(raw: list[RawWord]) -> list[list[RawWord]]:
+    """Words grouped into sentences (a word ending in . ? ! closes one), as whisperx.align splits."""
+    groups: list[list[RawWord]] = [[]]
+    for word in raw:
+        groups[-1].append(word)
+        if word[0].rstrip("\"')]»”").endswith(_SENTENCE_END):
+            groups.append([])
+    return [g for g in groups if g]
+
+
+def _unaligned_segments(seg: dict, language: str, bounds: tuple[float, float]) -> list[Segment]:
+    """A Whisper segment as subtitle segments, without an aligner.
+
+    With faster-whisper's own word times (translation, or no aligner could be had) it is
+    split into sentences timed by their words, as whisperx.align does with an aligner's:
+    a batched segment is a whole VAD chunk, up to 30 s across pauses, which would make a
+    cue that stays on screen through the silence. Without word times the words are spread
+    evenly over the segment.
+    """
+    if not seg.get("words"):
         raw = [(w, None, None, None) for w in _split_words(seg["text"], language)]
-    built = _segment_from_words(seg["text"], raw, _finite(seg.get("start")), _finite(seg.get("end")), bounds)
-    return _with_stats(built, seg)
+        built = _segment_from_words(
+            seg["text"], raw, _finite(seg.get("start")), _finite(seg.get("end")), bounds
+        )
+        return [_with_stats(built, seg)]
+    raw = [(w["word"].strip(), _finite(w.get("start")), _finite(w.get("end")), _finite(w.get("score")))
+           for w in seg["words"]]  # fmt: skip
+    raw = [w for w in raw if w[0]]
+    lo = _clamp(_finite(seg.get("start")) or bounds[0], *bounds)
+    hi = _clamp(_finite(seg.get("end")) or bounds[1], lo, bounds[1])
+    joiner = "" if language in _NO_SPACE_LANGUAGES else " "
+    return [
+        _with_stats(_segment_from_words(joiner.join(w[0] for w in group), group, None, None, (lo, hi)), seg)
+        for group in _sentences(raw)
+    ]
 
 
 def _plain_segment(seg: dict, bounds: tuple[float, float]) -> Segment:
@@ -319,7 +356,7 @@ def unaligned_transcript(segments: list[dict], language: str, duration: float) -
 
     For callers that have no aligner for a language but still want subtitles.
     """
-    out = [_unaligned_segment(seg, language, (0.0, duration)) for seg in segments]
+    out = [part for seg in segments for part in _unaligned_segments(seg, language, (0.0, duration))]
     return _finish(out, language, duration)
 
 
@@ -413,7 +450,7 @@ def align(
             )
             produced = True
         if not produced:
-            out.append(_unaligned_segment(clean, language, bounds))
+            out.extend(_unaligned_segments(clean, language, bounds))
     if errors and len(errors) == attempted:
         # Every segment raised: a broken model or device, not an odd segment. Say so.
         raise RuntimeError(f"alignment failed for every segment: {errors[0]}") from errors[0]
@@ -421,6 +458,37 @@ def align(
 
 
 # --------------------------------------------------------------------------- pipeline
+
+
+def detect_language(audio: Any, whisper_model: Any, *, vad_filter: bool = False) -> str | None:
+    """The language Whisper hears in the first 30 s (what ``transcribe`` would detect itself).
+
+    English-only models answer "en" without looking. None when the model cannot tell
+    apart from transcribing (a stand-in without ``detect_language``).
+    """
+    inner = getattr(whisper_model, "model", None)
+    if inner is not None and getattr(inner, "is_multilingual", True) is False:
+        return "en"
+    detect = getattr(whisper_model, "detect_language", None)
+    if detect is None:
+        return None
+    language, _probability, _all = detect(audio, vad_filter=vad_filter)
+    return str(language)
+
+
+def _aligner_or_fallback(
+    get_aligner: Callable[[str], tuple[Any, dict] | None],
+    language: str,
+    on_warning: Callable[[str], None] | None,
+) -> tuple[Any, dict] | None:
+    """The aligner, or None (then Whisper times the words); a missing one is a warning, not a failure."""
+    try:
+        return get_aligner(language)
+    except AlignUnavailable as exc:
+        log.warning("word times from Whisper instead of an aligner: %s", exc.message)
+        if on_warning is not None:
+            on_warning(exc.message)
+        return None
 
 
 def run_pipeline(
@@ -434,15 +502,23 @@ def run_pipeline(
     options: Options | None = None,
     on_progress: Callable[[float], None] | None = None,
     on_segment: Callable[[dict], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> Transcript:
-    """decode -> transcribe -> align; reports "decoding", "transcribing", "aligning", "done".
+    """decode -> (aligner) -> transcribe -> align; reports "decoding", "transcribing", "aligning", "done".
 
-    ``audio_path`` may also be an already decoded 16 kHz float32 array. The aligner
-    is requested for the language actually used (given or detected), and only when
-    there is something to align, so silence never costs an aligner load.
-    Translations are timed by faster-whisper's own word timestamps: a wav2vec2
-    aligner of the spoken language cannot align English text.
+    ``audio_path`` may also be an already decoded 16 kHz float32 array.
+
+    Word times (``options.word_timestamps``) come from a wav2vec2 aligner when one can
+    be had for the language (given, or detected first so it is detected once), else from
+    faster-whisper's own cross-attention timings. The aligner is asked for *before*
+    decoding speech, because Whisper must know whether to time the words itself.
+    ``get_aligner`` returns None when no aligner exists for the language and raises
+    AlignUnavailable when one exists but cannot be had (download or load failed); both
+    fall back to Whisper's timings, the second with a warning (``on_warning``). Without
+    word timestamps no aligner is asked for at all. Translations are always timed by
+    Whisper: a wav2vec2 aligner of the spoken language cannot align English text.
+    ``Transcript.alignment`` says which of "wav2vec2", "whisper" or "none" timed the words.
     """
     if device != "cpu" and not device.startswith("cuda"):
         raise ValueError(f"device must be resolved to cpu or cuda before the pipeline runs, not {device!r}")
@@ -458,19 +534,28 @@ def run_pipeline(
 
     stage("decoding")
     audio = audio_path if not isinstance(audio_path, (str, Path)) else decode_audio(audio_path)
-    stage("transcribing")
+    whisper = get_whisper()
     translating = opts.task == "translate"
+    language = opts.language
+    aligner = None
+    asked = False  # the aligner was asked for (do not ask twice)
+    if opts.word_timestamps and not translating:
+        language = language or detect_language(audio, whisper, vad_filter=opts.vad)
+        if language is not None:
+            aligner, asked = _aligner_or_fallback(get_aligner, language, on_warning), True
+    stage("transcribing")
     segments, used_language = transcribe(
         audio,
-        get_whisper(),
-        language=opts.language,
+        whisper,
+        language=language,
         beam_size=opts.beam_size,
         vad_filter=opts.vad,
         task=opts.task,
         batch_size=opts.batch_size,
         initial_prompt=opts.initial_prompt,
         temperature=opts.temperature,
-        word_timestamps=opts.word_timestamps and translating,
+        condition_on_previous_text=opts.condition_on_previous_text,
+        word_timestamps=opts.word_timestamps and aligner is None,
         on_progress=on_progress,
         on_segment=on_segment,
         cancel=cancel,
@@ -483,19 +568,20 @@ def run_pipeline(
         )
         stage("done")
         return dataclasses.replace(transcript, language=used_language)
-    stage("aligning")
-    aligner = get_aligner(used_language) if segments and not translating else None
-    if segments and aligner is None:
-        # No wav2vec2 aligner for this text: Whisper's own (or evenly spread) word times.
-        transcript = unaligned_transcript(segments, text_language, duration)
-    elif aligner is not None:
+    if segments and not asked and not translating:  # the language was only known after decoding
+        aligner = _aligner_or_fallback(get_aligner, used_language, on_warning)
+    if aligner is not None and segments:
+        stage("aligning")
         align_model, align_metadata = aligner
         if not align_metadata.get("language"):
             align_metadata = {**align_metadata, "language": used_language}
         transcript = align(segments, audio, align_model, align_metadata, device=device)
+        method = "wav2vec2"
     else:
-        transcript = _finish([], used_language, duration)
+        # No wav2vec2 aligner for this text: Whisper's own word times (evenly spread if it gave none).
+        transcript = unaligned_transcript(segments, text_language, duration)
+        method = "whisper" if any(seg.get("words") for seg in segments) else "none"
     stage("done")
     # The aligner may serve a related language (e.g. a "zh" model for "yue"); the
     # transcript reports the language Whisper heard.
-    return dataclasses.replace(transcript, language=used_language)
+    return dataclasses.replace(transcript, language=used_language, alignment=method)

@@ -36,6 +36,7 @@ from . import loaders
 from .catalog import Catalog, ModelSpec
 from .downloads import DownloadManager
 from .errors import (
+    AlignUnavailable,
     Cancelled,
     DownloadFailed,
     InvalidAudio,
@@ -57,13 +58,12 @@ TASKS = ("transcribe", "translate")
 ACTIVE = ("downloading", "loading", "transcribing", "aligning")
 IN_FLIGHT = ("queued", *ACTIVE)
 FINISHED = ("done", "error", "cancelled")
-CUDA_BATCH_SIZE = 16
-# Sequential decoding (no VAD) on CPU: bench/transcribe.py on this 2-core box (README,
-# "Transcription speed") measured batch 1 fastest, both cold and with models loaded: the
-# batched path always runs Silero VAD over the whole file, which costs more here than
-# batching saves. Caveat: the bench's tiny test Whisper has almost no decoder cost, so
-# re-measure with a real model before raising this; CUDA batches (WhisperX's default).
-CPU_BATCH_SIZE = 1
+CUDA_BATCH_SIZE = 16  # WhisperX's default on GPUs (not measured here: no GPU was lent)
+# bench/transcribe.py with the real tiny.en on 6 min of espeak-ng speech, 2 CPUs (README,
+# "Transcription speed and accuracy"): batched 8 with Silero VAD had the lowest word error
+# rate (0.071, whisperx 0.080, sequential 0.091) at 0.58x whisperx's time; sequential
+# decoding (the old default, chosen on random weights) was 1.2x whisperx's time.
+CPU_BATCH_SIZE = 8
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _SAFE_NAME = re.compile(r"[^\w.\- ]+")
 
@@ -77,7 +77,9 @@ class JobOptions:
     device: str = "auto"
     task: str = "transcribe"
     word_timestamps: bool = True
-    vad: bool = False
+    # Silero VAD: no words in long silences (Whisper hallucinates there and stretches segments
+    # across them) and faster on speech with pauses; the batched path always runs it.
+    vad: bool = True
     batch_size: int | None = None
     initial_prompt: str | None = None
     temperature: float | None = None
@@ -100,6 +102,9 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     language: str | None = None  # the language transcribed (given or detected)
+    alignment: str | None = None  # what timed the words: "wav2vec2", "whisper" or "none"
+    align_model: str | None = None  # the aligner's catalog id when alignment is "wav2vec2"
+    warnings: list[str] = field(default_factory=list)  # what went less well than asked (still done)
     duration_s: float | None = None
     segments: int | None = None
     text: str | None = None
@@ -130,6 +135,9 @@ class Job:
             "device": self.device,
             "batch_size": self.batch_size,
             "language": self.language,
+            "alignment": self.alignment,
+            "align_model": self.align_model,
+            "warnings": list(self.warnings),
             "duration_s": self.duration_s,
             "segments": self.segments,
             "download": self.download if self.status == "downloading" else None,
@@ -218,6 +226,8 @@ class TranscriptionManager:
         language = options.language or None
         if language is not None:
             self.catalog.check_model_language(spec, language)
+        elif options.task == "transcribe":
+            language = spec.language  # "auto" with an English-only model is English
         loaders.check_device(options.device)
         if options.task not in TASKS:
             raise InvalidInput(f"task must be one of {', '.join(TASKS)}, not {options.task!r}")
@@ -372,7 +382,7 @@ class TranscriptionManager:
         job.started_at = time.time()
         try:
             spec = self.catalog.get(job.options.model)
-            self._ensure_downloaded(job, spec)
+            self._download(job, spec)
             self._set(job, "loading", progress=0.0)
             opts = job.options
             with self.preload.lease(
@@ -383,11 +393,16 @@ class TranscriptionManager:
                 on_state=lambda state: self._set(job, "downloading" if state == "downloading" else "loading"),
             ) as lease:
                 job.device = lease.device
-                job.batch_size = opts.batch_size or (
-                    CUDA_BATCH_SIZE if lease.device == "cuda" else CPU_BATCH_SIZE
+                job.batch_size = (
+                    opts.batch_size
+                    or self.settings.batch_size
+                    or (CUDA_BATCH_SIZE if lease.device == "cuda" else CPU_BATCH_SIZE)
                 )
                 transcript = self._pipeline(job, lease)
             job.language, job.duration_s = transcript.language, transcript.duration
+            job.alignment = transcript.alignment
+            if transcript.alignment != "wav2vec2":
+                job.align_model = None
             job.segments = len(transcript.segments)
             job.text = " ".join(s.text for s in transcript.segments)
             write_all(transcript, job.folder, "result")
@@ -428,6 +443,11 @@ class TranscriptionManager:
             job.progress = percent
             self._publish(job, throttle=True)
 
+        def on_warning(message: str) -> None:
+            job.warnings.append(message)
+            self._save(job)
+            self.bus.publish("transcription", {**job.describe(), "warning": message})
+
         def on_segment(segment: dict) -> None:
             self.bus.publish(
                 "transcription",
@@ -440,41 +460,65 @@ class TranscriptionManager:
                 language=opts.language,
                 device=lease.device,
                 get_whisper=lambda: lease.whisper,
-                get_aligner=lease.aligner,
+                get_aligner=lambda language: self._aligner(job, lease, language),
                 on_stage=on_stage,
                 options=options,
                 on_progress=on_progress,
                 on_segment=on_segment,
+                on_warning=on_warning,
                 cancel=job.cancel,
             )
         except AudioDecodeError as exc:
             raise InvalidAudio(str(exc)) from exc
 
-    def _ensure_downloaded(self, job: Job, spec: ModelSpec) -> None:
-        """Fetch the Whisper model (and the language's aligner) through the DownloadManager, waiting."""
-        language = job.options.language
-        wanted = [spec]
-        if language and job.options.word_timestamps and job.options.task == "transcribe":
-            align = self.catalog.align_for(language)
-            if align is not None:
-                wanted.append(align)
-        for model in wanted:
-            result = self.downloads.start(model.id, with_align=False)
-            if result.job is None:
+    def _aligner(self, job: Job, lease: Any, language: str) -> tuple[Any, dict] | None:
+        """The first aligner for ``language`` that can be had, downloading it if needed.
+
+        None: whisperx has no aligner for the language. AlignUnavailable: it has, but none
+        could be downloaded or loaded (e.g. download.pytorch.org unreachable behind a Hub
+        mirror, offline): the pipeline then times the words with Whisper and warns.
+        """
+        candidates = self.catalog.align_candidates(language)
+        if not candidates:
+            return None
+        reasons = []
+        for spec in self.preload.prefer_present(candidates):
+            try:
+                self._download(job, spec)
+                self._set(job, "loading")
+                found = lease.aligner(spec, language)
+            except Cancelled:
+                raise
+            except ModelMgrError as exc:
+                reasons.append(exc.message)
                 continue
-            download = result.job
-            job.download = {"model": model.id, **download.progress()}
-            self._set(job, "downloading", progress=job.download["percent"])
-            while not download.done.wait(0.25):
-                if job.cancel.is_set():
-                    raise Cancelled("cancelled")  # the download goes on: others may be waiting for it
-                job.download = {"model": model.id, **download.progress()}
-                job.progress = job.download["percent"]
-                self._publish(job, throttle=True)
-            if download.status != "downloaded":
-                raise DownloadFailed(
-                    f"{model.id} could not be downloaded: {download.error or download.status}"
-                )
+            except Exception as exc:  # odd files: the job goes on with Whisper's word times
+                log.warning("aligner %s could not be loaded", spec.id, exc_info=True)
+                reasons.append(f"{spec.id} could not be loaded: {exc}")
+                continue
+            job.align_model = spec.id
+            return found
+        raise AlignUnavailable(
+            f"no alignment model for {language!r} could be had ({'; '.join(reasons)}); "
+            "word times come from Whisper instead"
+        )
+
+    def _download(self, job: Job, spec: ModelSpec) -> None:
+        """Fetch ``spec`` (alone) through the DownloadManager, showing its progress on the job."""
+        result = self.downloads.start(spec.id, with_align=False)
+        if result.job is None:
+            return
+        download = result.job
+        job.download = {"model": spec.id, **download.progress()}
+        self._set(job, "downloading", progress=job.download["percent"])
+        while not download.done.wait(0.25):
+            if job.cancel.is_set():
+                raise Cancelled("cancelled")  # the download goes on: others may be waiting for it
+            job.download = {"model": spec.id, **download.progress()}
+            job.progress = job.download["percent"]
+            self._publish(job, throttle=True)
+        if download.status != "downloaded":
+            raise DownloadFailed(f"{spec.id} could not be downloaded: {download.error or download.status}")
 
     # --- state ---
     def _set(self, job: Job, status: str, progress: float | None = None) -> None:
@@ -619,6 +663,7 @@ def job_from_record(record: dict[str, Any], folder: Path, cls: type[Job] = Job) 
         return None
     for key in ("status", "progress", "device", "batch_size", "error", "created_at", "started_at"):
         setattr(job, key, record.get(key, getattr(job, key)))
-    for key in ("finished_at", "language", "duration_s", "segments", "text"):
+    for key in ("finished_at", "language", "alignment", "align_model", "duration_s", "segments", "text"):
         setattr(job, key, record.get(key))
+    job.warnings = [str(w) for w in record.get("warnings") or ()]
     return job

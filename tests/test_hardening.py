@@ -322,8 +322,8 @@ def test_a_hub_commit_change_is_seen_and_applied_with_only_changed_files(
 def test_after_hf_cache_prune_the_model_follows_refs_main(
     services: Services, hub: FakeHub, settings: Settings, tiny
 ) -> None:
-    repo = "Systran/faster-whisper-tiny.en"
-    assert _download(services, "tiny.en") == "downloaded"
+    repo = "Systran/faster-whisper-base"
+    assert _download(services, "base") == "downloaded"
     files = {p.name: p.read_bytes() for p in tiny.whisper.iterdir() if p.is_file()}
     files["config.json"] = files["config.json"].rstrip()[:-1] + b', "revision_note": "v3"}'
     try:
@@ -337,7 +337,7 @@ def test_after_hf_cache_prune_the_model_follows_refs_main(
             timeout=120,
         )
         assert done.returncode == 0, done.stdout + done.stderr
-        model = services.downloads.describe(services.catalog.get("tiny.en"))
+        model = services.downloads.describe(services.catalog.get("base"))
         assert model["status"] == "downloaded" and model["revision"] == new, model
     finally:
         hub.add_repo_from_dir(repo, tiny.whisper)
@@ -451,8 +451,8 @@ def test_background_update_check_sees_a_moved_commit_and_never_runs_offline(
     offline = Services.build(settings.model_copy(update={"offline": True}))
     assert offline.downloads.start_update_checker(first_delay_s=0) is None
     assert offline.downloads.check_updates_due() == []
-    repo = "Systran/faster-whisper-tiny.en"
-    assert _download(services, "tiny.en") == "downloaded"
+    repo = "Systran/faster-whisper-base"
+    assert _download(services, "base") == "downloaded"
     assert services.downloads.check_updates_due() == []  # known from the download itself: unchanged
     files = {p.name: p.read_bytes() for p in tiny.whisper.iterdir() if p.is_file()}
     files["config.json"] = files["config.json"].rstrip()[:-1] + b', "revision_note": "v4"}'
@@ -461,7 +461,7 @@ def test_background_update_check_sees_a_moved_commit_and_never_runs_offline(
         assert services.downloads.check_updates_due() == []  # at most once per interval (a day)
         services.downloads.settings = settings.model_copy(update={"update_check_interval_s": 0.05})
         assert services.downloads.start_update_checker(first_delay_s=0) is not None
-        spec = services.catalog.get("tiny.en")
+        spec = services.catalog.get("base")
         wait_until(lambda: services.downloads.describe(spec)["update_available"] is True, 30, "the checker")
     finally:
         hub.add_repo_from_dir(repo, tiny.whisper)

@@ -46,7 +46,7 @@ def test_preload_loads_once_and_clear_cache_releases_the_models(
     with preload.lease("tiny", "zh", "cpu") as lease:
         assert preload.loads == 1, "a lease on the loaded model loads nothing"
         whisper_ref = weakref.ref(lease.whisper)
-        aligner = lease.aligner("zh")
+        aligner = lease.aligner(preload.catalog.get(ZH_ALIGN), "zh")
         assert aligner is not None
         aligner_ref = weakref.ref(aligner[0])
         del aligner
@@ -135,7 +135,7 @@ def test_lease_loads_on_demand_and_reports_download_errors(services, hub: FakeHu
     states: list[str] = []
     with services.preload.lease("tiny", "zh", "auto", on_state=states.append) as lease:
         assert lease.device == "cpu", "auto is resolved once, before the libraries see it"
-        assert lease.whisper is not None and lease.aligner("zh") is not None
+        assert lease.whisper is not None and lease.aligner(services.catalog.get(ZH_ALIGN), "zh") is not None
         assert services.preload.status()["leases"] == 1
     assert "downloading" in states or "loading" in states
     assert services.preload.status()["state"] == "ready"

@@ -114,7 +114,7 @@ def test_json_round_trip_and_schema() -> None:
     t = _transcript()
     text = to_json(t)
     data = json.loads(text)
-    assert set(data) == {"language", "duration", "segments"}
+    assert set(data) == {"language", "duration", "alignment", "segments"}
     assert set(data["segments"][0]) == {"start", "end", "text", "words"}
     assert set(data["segments"][0]["words"][0]) == {"word", "start", "end", "score"}
     assert data["segments"][1]["words"][1] == {"word": "101", "start": None, "end": None, "score": None}
@@ -145,7 +145,7 @@ def test_empty_transcript() -> None:
     assert to_srt(t) == ""
     assert to_vtt(t) == "WEBVTT\n"
     assert to_txt(t) == ""
-    assert json.loads(to_json(t)) == {"language": "en", "duration": 0.0, "segments": []}
+    assert json.loads(to_json(t)) == {"language": "en", "duration": 0.0, "alignment": "none", "segments": []}
     assert from_json(to_json(t)) == t
 
 
@@ -177,3 +177,27 @@ def test_subtitles_module_is_light() -> None:
     code = "import sys, modelmgr.subtitles; sys.exit(bool({'torch', 'numpy', 'whisperx'} & set(sys.modules)))"
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0
+
+
+def test_cues_never_overlap_and_never_run_past_the_audio() -> None:
+    """An aligner's segments may overlap by a few ms or end after the file; players stack such cues."""
+    t = Transcript(
+        language="en",
+        duration=5.0,
+        segments=(
+            Segment(start=0.0, end=2.4, text="one"),
+            Segment(start=2.1, end=3.0, text="two"),  # starts before "one" ends
+            Segment(start=4.5, end=5.3, text="three"),  # ends after the audio
+        ),
+    )
+    srt = to_srt(t)
+    assert "00:00:02,400 --> 00:00:03,000\ntwo" in srt
+    assert "00:00:04,500 --> 00:00:05,000\nthree" in srt
+    assert "00:00:02.400 --> 00:00:03.000\ntwo" in to_vtt(t)
+
+
+def test_json_keeps_how_the_words_were_timed() -> None:
+    t = Transcript(language="en", duration=1.0, segments=(Segment(0.0, 1.0, "hi"),), alignment="whisper")
+    assert json.loads(to_json(t))["alignment"] == "whisper"
+    assert from_json(to_json(t)).alignment == "whisper"
+    assert from_json('{"language": "en", "duration": 1, "segments": []}').alignment == "none"
