@@ -1,6 +1,6 @@
 """Real speech, real weights: our pipeline vs whisperx's vs plain faster-whisper, one run.
 
-    uv run python bench/transcribe.py [--runs 1] [--repeat 1] [--only ours,fw]
+    uv run python bench/transcribe.py [--runs 1] [--repeat 1] [--only ours,fw] [--gaps]
 
 The audio is tests/speech.py's LONG_SCRIPT (60 sentences, about 700 words) spoken by
 espeak-ng in three voices (en-us, en-us+f3, en-gb) at three speeds (130/150/175
@@ -234,6 +234,47 @@ def build_world(root: Path, repeat: int) -> tuple[Any, Any, Any]:
     return SimpleNamespace(whisper=whisper, aligner=aligner, nltk_root=nltk_root), spoken, audio
 
 
+def silences(root: Path) -> None:
+    """Hallucinations in long silences: words Whisper puts where nobody speaks, VAD off vs on.
+
+    Three sentences with 20 s of digital silence (or low white noise, peak 0.003) after each;
+    words timed by Whisper itself (real weights, no aligner), so their times are real.
+    """
+    from modelmgr import loaders
+    from modelmgr.transcribe import Options, run_pipeline
+    from tests import speech
+
+    whisper = loaders.load_whisper(speech.real_tiny_en(), "cpu", "int8")
+    rows = [("ours b=1, no VAD", 1, False), ("ours b=1, VAD", 1, True), ("ours default (b=8, VAD)", 8, True)]
+    print("\n| 74 s, 20 s gaps | gaps | words inside a gap | segments across a gap | WER |")
+    print("|---|---|---:|---:|---:|")
+    for noise in (0.0, 0.003):
+        spoken = speech.make_speech(
+            root / f"gaps-{noise}.wav", speech.SHORT_SCRIPT[:3], pause_s=20.0, gap_noise=noise
+        )
+        for name, batch_size, vad in rows:
+            transcript = run_pipeline(
+                spoken.path,
+                language=LANGUAGE,
+                device="cpu",
+                get_whisper=lambda: whisper,
+                get_aligner=lambda _lang: None,
+                options=Options(language=LANGUAGE, batch_size=batch_size, vad=vad),
+            )
+            words = [w for seg in transcript.segments for w in seg.words]
+            in_gap = sum(
+                1 for w in words if spoken.sentence_at(w.start) is None or spoken.sentence_at(w.end) is None
+            )
+            across = sum(
+                1
+                for seg in transcript.segments
+                if spoken.sentence_at(seg.start) is None or spoken.sentence_at(seg.end) is None
+            )
+            text = " ".join(seg.text for seg in transcript.segments)
+            gap = "silence" if noise == 0 else f"noise {noise}"
+            print(f"| {name} | {gap} | {in_gap} | {across} | {speech.wer(spoken.script, text):.3f} |")
+
+
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
@@ -246,6 +287,7 @@ def main() -> None:
         "--repeat", type=int, default=1, help="speak the script this many times (longer audio)"
     )
     parser.add_argument("--only", default="", help="comma-separated groups: whisperx, fw, ours")
+    parser.add_argument("--gaps", action="store_true", help="only the long-silences table")
     args = parser.parse_args()
 
     refuse_network()
@@ -260,6 +302,10 @@ def main() -> None:
 
     from tests import speech
 
+    if args.gaps:
+        with tempfile.TemporaryDirectory(prefix="bench-gaps-") as tmp:
+            silences(Path(tmp))
+        return
     chosen = variants({g.strip() for g in args.only.split(",") if g.strip()})
     loads = [load_average()]
     with tempfile.TemporaryDirectory(prefix="bench-transcribe-") as tmp:
@@ -301,6 +347,8 @@ def main() -> None:
             f"| {v.name} | {statistics.median(v.wer):.3f} | {a:.2f} s | {a / ref_all:.2f}x | "
             f"{lo:.2f} s | {lo / ref_loaded:.2f}x |"
         )
+    with tempfile.TemporaryDirectory(prefix="bench-gaps-") as tmp:
+        silences(Path(tmp))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,7 +122,15 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
 
 # --- real speech (tests/speech.py) and a Hub mirror that serves only tiny.en ----------------------
 @pytest.fixture(scope="session")
-def english(tmp_path_factory: pytest.TempPathFactory) -> speech.Speech:
+def speech_tools() -> None:
+    """espeak-ng and sox are there; skip without them, except in CI, which installs them (.ci/run)."""
+    missing = speech.speech_tools_missing()
+    if missing is not None:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(missing)
+
+
+@pytest.fixture(scope="session")
+def english(tmp_path_factory: pytest.TempPathFactory, speech_tools: None) -> speech.Speech:
     """31 s: six sentences, two voices (en-us, en-us+f3), 150 words/min, 0.6 s apart."""
     return speech.make_speech(tmp_path_factory.mktemp("speech") / "english.wav")
 

@@ -37,9 +37,7 @@ TIMEOUT = 300
 MAX_WER = 0.15
 SAME_AS_DIRECT = 0.02
 
-pytestmark = pytest.mark.skipif(
-    speech.speech_tools_missing() is not None, reason=str(speech.speech_tools_missing())
-)
+pytestmark = pytest.mark.usefixtures("speech_tools")
 
 
 # --------------------------------------------------------------------------- fixtures

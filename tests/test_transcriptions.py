@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelmgr import loaders
+from modelmgr import transcribe as pipeline
 from modelmgr.settings import Settings
 from modelmgr.transcriptions import JobOptions, TranscriptionManager
 from tests.conftest import LiveServer, run_server, wait_until
@@ -44,33 +44,23 @@ def wait_job(live: LiveServer, job_id: str, *statuses: str) -> dict:
 
 
 class Gate:
-    """Wraps every Whisper model loaded so its transcription waits until the test opens the gate.
+    """Holds every transcription at the pipeline's decoding step until the test opens the gate.
 
-    A stand-in for a long transcription: the job holds its lease while it waits.
+    A stand-in for a long transcription: the job holds its lease while it waits. It wraps
+    ``transcribe`` (the step every path takes: sequential or batched, with or without VAD).
     """
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.open = threading.Event()
         self.entered = threading.Event()
-        real = loaders.load_whisper
+        real = pipeline.transcribe
 
-        def load(path: Path, device: str, compute_type: str) -> Any:
-            return _GatedWhisper(real(path, device, compute_type), self)
+        def held(audio: Any, whisper_model: Any, **kwargs: Any) -> Any:
+            self.entered.set()
+            assert self.open.wait(TIMEOUT), "the test never opened the gate"
+            return real(audio, whisper_model, **kwargs)
 
-        monkeypatch.setattr(loaders, "load_whisper", load)
-
-
-class _GatedWhisper:
-    def __init__(self, model: Any, gate: Gate) -> None:
-        self.model, self.gate = model, gate
-
-    def transcribe(self, audio: Any, **kwargs: Any) -> Any:
-        self.gate.entered.set()
-        assert self.gate.open.wait(TIMEOUT), "the test never opened the gate"
-        return self.model.transcribe(audio, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.model, name)
+        monkeypatch.setattr(pipeline, "transcribe", held)
 
 
 def write_wav(path: Path, frames: bytes = b"") -> Path:

@@ -351,25 +351,24 @@ def check_data_dir(settings: Settings) -> Path:
 
 
 def _install_test_hold(path: Path, runtime: WorkerRuntime) -> None:
-    """Test-only (see the module docstring): Whisper waits while ``path`` exists."""
-    real = loaders.load_whisper
+    """Test-only (see the module docstring): Whisper waits while ``path`` exists.
 
-    class Held:
-        def __init__(self, model: Any) -> None:
-            self.model = model
+    It holds the pipeline's decoding step (``transcribe``), which every path takes:
+    sequential or batched, with or without VAD.
+    """
+    from .. import transcribe as pipeline
 
-        def transcribe(self, audio: Any, **kwargs: Any) -> Any:
-            while path.exists():
-                job = runtime.current
-                if job is not None and job.cancel.is_set():
-                    raise Cancelled("cancelled")
-                time.sleep(0.05)
-            return self.model.transcribe(audio, **kwargs)
+    real = pipeline.transcribe
 
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.model, name)
+    def held(audio: Any, whisper_model: Any, **kwargs: Any) -> Any:
+        while path.exists():
+            job = runtime.current
+            if job is not None and job.cancel.is_set():
+                raise Cancelled("cancelled")
+            time.sleep(0.05)
+        return real(audio, whisper_model, **kwargs)
 
-    loaders.load_whisper = lambda p, device, compute_type: Held(real(p, device, compute_type))  # type: ignore[assignment]
+    pipeline.transcribe = held  # type: ignore[assignment]
     log.warning("TEST HOOK: transcriptions wait while %s exists", path)
 
 
