@@ -66,9 +66,9 @@ def role_hub(args: argparse.Namespace) -> None:
 def role_app(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from modelmgr.events import EventBus
-    from modelmgr.server import StudioServer, create_app
-    from modelmgr.settings import Settings
+    from modelmgr.core.events import EventBus
+    from modelmgr.core.settings import Settings
+    from modelmgr.web.server import StudioServer, create_app
 
     if args.stamp:  # bench-only instrumentation: when each progress event was published
         publish = EventBus.publish

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from huggingface_hub import constants as hf_constants  # noqa: E402
 
-from modelmgr.settings import Settings  # noqa: E402
+from modelmgr.core.settings import Settings  # noqa: E402
 from tests.hub import FakeHub  # noqa: E402
 from tests.live import run_server, wait_until  # noqa: E402
 

@@ -21,7 +21,7 @@ Pipelines:
   under torch 2.8) + ``model.transcribe(audio, batch_size=8)`` + ``whisperx.align``;
 * faster-whisper: ``WhisperModel(...).transcribe(audio, language="en")`` (its defaults:
   beam 5, no VAD, conditioned on previous text), and batched with Silero VAD;
-* ours: ``modelmgr.transcribe.run_pipeline`` with the options named in the row. "default"
+* ours: ``modelmgr.asr.pipeline.run_pipeline`` with the options named in the row. "default"
   is what a job gets on CPU when it names nothing (JobOptions + CPU_BATCH_SIZE).
 
 "all in" = load Whisper + aligner + the first transcription; "loaded" = a second one
@@ -149,8 +149,8 @@ def faster_whisper_call(batch_size: int) -> Run:
 
 def ours(**options: Any) -> Run:
     def run(audio: Any, world: Any) -> tuple[float, float, float, str]:
-        from modelmgr import loaders
-        from modelmgr.transcribe import Options, run_pipeline
+        from modelmgr.asr import loaders
+        from modelmgr.asr.pipeline import Options, run_pipeline
 
         def load() -> Any:
             whisper = loaders.load_whisper(world.whisper, "cpu", "int8")
@@ -182,7 +182,7 @@ def ours(**options: Any) -> Run:
 
 def default_options() -> dict[str, Any]:
     """What a CPU job gets when it names nothing: JobOptions' defaults and the CPU batch size."""
-    from modelmgr.transcriptions import CPU_BATCH_SIZE, JobOptions
+    from modelmgr.asr.jobs import CPU_BATCH_SIZE, JobOptions
 
     job = JobOptions(model="tiny.en")
     return {"vad": job.vad, "batch_size": CPU_BATCH_SIZE, "word_timestamps": job.word_timestamps}
@@ -240,8 +240,8 @@ def silences(root: Path) -> None:
     Three sentences with 20 s of digital silence (or low white noise, peak 0.003) after each;
     words timed by Whisper itself (real weights, no aligner), so their times are real.
     """
-    from modelmgr import loaders
-    from modelmgr.transcribe import Options, run_pipeline
+    from modelmgr.asr import loaders
+    from modelmgr.asr.pipeline import Options, run_pipeline
     from tests import speech
 
     whisper = loaders.load_whisper(speech.real_tiny_en(), "cpu", "int8")
@@ -295,7 +295,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
 
     started = time.perf_counter()
-    from modelmgr import loaders
+    from modelmgr.asr import loaders
 
     loaders.heavy()
     import_s = time.perf_counter() - started
@@ -310,7 +310,7 @@ def main() -> None:
     loads = [load_average()]
     with tempfile.TemporaryDirectory(prefix="bench-transcribe-") as tmp:
         world, spoken, audio = build_world(Path(tmp), args.repeat)
-        from modelmgr.transcribe import ensure_nltk_path
+        from modelmgr.asr.pipeline import ensure_nltk_path
 
         ensure_nltk_path(world.nltk_root)  # both sides: whisperx.align would call nltk.download
         words = len(speech.words_of(spoken.script))

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .catalog import Catalog
-from .downloads import DownloadManager
-from .events import EventBus
-from .preload import PreloadManager
-from .remote import Remote
-from .settings import Settings
-from .sizes import SizeCatalog
-from .store import Store
-from .transcriptions import TranscriptionManager
+from modelmgr.asr.jobs import TranscriptionManager
+from modelmgr.asr.preload import PreloadManager
+from modelmgr.core.catalog import Catalog
+from modelmgr.core.events import EventBus
+from modelmgr.core.settings import Settings
+from modelmgr.models.downloads import DownloadManager
+from modelmgr.models.remote import Remote
+from modelmgr.models.sizes import SizeCatalog
+from modelmgr.models.store import Store
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Services:
         downloads = DownloadManager(settings, catalog, store, remote, bus, sizes)
         preload = PreloadManager(settings, catalog, store, downloads, bus)
         if transcriptions is None and settings.redis_url:
-            from .distributed.jobs import RemoteTranscriptionManager
+            from modelmgr.distributed.jobs import RemoteTranscriptionManager
 
             transcriptions = RemoteTranscriptionManager
         factory = transcriptions or TranscriptionManager

@@ -19,8 +19,8 @@ import pytest
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.utils import _detect_agent
 
+from modelmgr.core.settings import Settings
 from modelmgr.services import Services
-from modelmgr.settings import Settings
 from tests import speech, tiny_models
 from tests.hub import FakeHub
 from tests.live import LiveServer, run_server, wait_until  # noqa: F401  (re-exported for test modules)
@@ -103,7 +103,7 @@ def settings(hub: FakeHub, tmp_path: Path) -> Settings:
         min_free_bytes=0,
         download_retries=2,
         default_languages=[],
-        fetch_sizes=False,  # tests/test_sizes.py turns it on; elsewhere it would consume hub faults
+        fetch_sizes=False,  # tests/models/test_sizes.py turns it on; elsewhere it would consume hub faults
     )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from modelmgr.settings import Settings
+from modelmgr.core.settings import Settings
 from tests.live import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from modelmgr.server import StudioServer, create_app
+from modelmgr.core.settings import Settings
 from modelmgr.services import Services
-from modelmgr.settings import Settings
+from modelmgr.web.server import StudioServer, create_app
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:

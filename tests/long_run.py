@@ -28,9 +28,9 @@ def peak_rss_bytes() -> int:
 
 
 def main(audio: str, whisper_dir: str, aligner_dir: str, nltk_root: str) -> None:
-    from modelmgr import loaders
-    from modelmgr.transcribe import Options, ensure_nltk_path, run_pipeline
-    from modelmgr.transcriptions import CPU_BATCH_SIZE, JobOptions
+    from modelmgr.asr import loaders
+    from modelmgr.asr.jobs import CPU_BATCH_SIZE, JobOptions
+    from modelmgr.asr.pipeline import Options, ensure_nltk_path, run_pipeline
 
     ensure_nltk_path(Path(nltk_root))
     whisper = loaders.load_whisper(Path(whisper_dir), "cpu", "int8")

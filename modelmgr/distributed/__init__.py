@@ -9,4 +9,7 @@ the embedded default never imports Celery or redis.
 * ``jobs.py``        RemoteTranscriptionManager: the TranscriptionManager surface for the web process.
 * ``relay.py``       Redis pub/sub -> the web process's own EventBus (its own increasing ids).
 * ``worker.py``      ``python -m modelmgr worker``: the Celery worker and its task.
+
+May import ``modelmgr.asr``, ``modelmgr.models`` and ``modelmgr.core``; ``worker`` is a process
+entry point and also builds ``modelmgr.services``.
 """

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..settings import Settings
+from modelmgr.core.settings import Settings
 
 TASK = "modelmgr.transcribe"
 DOWNLOAD_TASK = "modelmgr.download"  # sent to one worker's own queue: "download to all workers"

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInput, JobNotFound, QueueUnavailable, WorkerNotFound
-from ..transcriptions import (
+from modelmgr.asr.jobs import (
     _JOB_ID,
     FINISHED,
     Job,
@@ -34,7 +33,8 @@ from ..transcriptions import (
     probe_audio,
     safe_filename,
 )
-from .celery_app import (
+from modelmgr.core.errors import InvalidInput, JobNotFound, QueueUnavailable, WorkerNotFound
+from modelmgr.distributed.celery_app import (
     DEFAULT_QUEUE,
     DOWNLOAD_TASK,
     PRELOAD_TASK,
@@ -43,7 +43,7 @@ from .celery_app import (
     model_queue,
     worker_queue,
 )
-from .state import SharedState
+from modelmgr.distributed.state import SharedState
 
 log = logging.getLogger(__name__)
 ORIGIN_WEB = "web"
@@ -112,7 +112,7 @@ class RemoteTranscriptionManager(TranscriptionManager):
     # --- lifecycle ---
     def start(self) -> None:
         if self._relay is None:
-            from .relay import Relay
+            from modelmgr.distributed.relay import Relay
 
             self._relay = Relay(self.state, self.bus, self._on_event, self._reconcile, self._sweep)
             self._relay.start()

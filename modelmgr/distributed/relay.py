@@ -22,9 +22,9 @@ from typing import Any
 
 import redis
 
-from ..errors import QueueUnavailable
-from ..events import EventBus
-from .state import CHANNEL, SharedState
+from modelmgr.core.errors import QueueUnavailable
+from modelmgr.core.events import EventBus
+from modelmgr.distributed.state import CHANNEL, SharedState
 
 log = logging.getLogger(__name__)
 RECONCILE_S = 2.0

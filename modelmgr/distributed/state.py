@@ -30,8 +30,8 @@ from typing import Any
 
 import redis
 
-from ..errors import QueueUnavailable
-from ..settings import Settings
+from modelmgr.core.errors import QueueUnavailable
+from modelmgr.core.settings import Settings
 
 PREFIX = "modelmgr:"
 CHANNEL = PREFIX + "events"

@@ -38,13 +38,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .. import loaders
-from ..errors import Cancelled, QueueUnavailable
-from ..events import Event, EventBus
-from ..services import Services
-from ..settings import Settings
-from ..transcriptions import FINISHED, Job, TranscriptionManager
-from .celery_app import (
+from modelmgr.asr import loaders
+from modelmgr.asr.jobs import FINISHED, Job, TranscriptionManager
+from modelmgr.core.errors import Cancelled, QueueUnavailable
+from modelmgr.core.events import Event, EventBus
+from modelmgr.core.settings import Settings
+from modelmgr.distributed.celery_app import (
     DEFAULT_QUEUE,
     DOWNLOAD_TASK,
     PRELOAD_TASK,
@@ -53,8 +52,9 @@ from .celery_app import (
     model_queue,
     worker_queue,
 )
-from .jobs import RemoteJob, remote_job
-from .state import SharedState, _safe_url
+from modelmgr.distributed.jobs import RemoteJob, remote_job
+from modelmgr.distributed.state import SharedState, _safe_url
+from modelmgr.services import Services
 
 log = logging.getLogger(__name__)
 HOLD_ENV = "MODELMGR_TEST_HOLD_FILE"
@@ -356,7 +356,7 @@ def _install_test_hold(path: Path, runtime: WorkerRuntime) -> None:
     It holds the pipeline's decoding step (``transcribe``), which every path takes:
     sequential or batched, with or without VAD.
     """
-    from .. import transcribe as pipeline
+    from modelmgr.asr import pipeline
 
     real = pipeline.transcribe
 

@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 import pytest
 from playwright.sync_api import expect
 
-from modelmgr.settings import Settings
+from modelmgr.core.settings import Settings
 from tests.conftest import LiveServer, run_server, wait_until
 from tests.e2e.conftest import (
     TIMEOUT_MS,

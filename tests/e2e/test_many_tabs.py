@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from modelmgr.settings import Settings
+from modelmgr.core.settings import Settings
 from tests.conftest import LiveServer, run_server, wait_until
 from tests.e2e.conftest import TIMEOUT_MS, choose, job_rows, model_row, upload
 from tests.nginx import run_nginx
