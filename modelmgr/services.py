@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from modelmgr.asr.jobs import TranscriptionManager
+from modelmgr.asr.manager import JobManager
 from modelmgr.asr.preload import PreloadManager
 from modelmgr.core.catalog import Catalog
 from modelmgr.core.events import EventBus
@@ -24,7 +25,7 @@ class Services:
     bus: EventBus
     downloads: DownloadManager
     preload: PreloadManager
-    transcriptions: TranscriptionManager
+    transcriptions: JobManager  # TranscriptionManager, or in distributed mode RemoteTranscriptionManager
     sizes: SizeCatalog
 
     @classmethod
@@ -33,7 +34,7 @@ class Services:
         settings: Settings,
         *,
         bus: EventBus | None = None,
-        transcriptions: Callable[..., TranscriptionManager] | None = None,
+        transcriptions: Callable[..., JobManager] | None = None,
     ) -> Services:
         """The managers of one process. With ``settings.redis_url`` (distributed mode) jobs go to
         Celery workers (imported only then); a worker passes its own bus and manager."""
@@ -48,7 +49,7 @@ class Services:
             from modelmgr.distributed.jobs import RemoteTranscriptionManager
 
             transcriptions = RemoteTranscriptionManager
-        factory = transcriptions or TranscriptionManager
+        factory: Callable[..., JobManager] = transcriptions or TranscriptionManager
         manager = factory(settings, catalog, downloads, preload, bus)
         # Delete asks the preload manager whether a model is loaded or leased (API, UI and CLI alike).
         downloads.in_use = lambda spec: preload.is_loaded(spec.id) or preload.in_use(spec.id)

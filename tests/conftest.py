@@ -39,6 +39,22 @@ EN_BUNDLE_FILE = "wav2vec2_fairseq_base_ls960_asr_ls960.pth"
 PUNKT_ZIP = "/nltk/punkt_tab.zip"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests (tests/e2e) and cluster tests (tests/distributed) are slow end-to-end runs.
+
+    ``uv run pytest -m "not slow"`` is the quick unit-and-API pass; ``-m browser`` or
+    ``-m cluster`` picks one kind. The README's ``uv run pytest`` (and CI) runs everything.
+    """
+    for item in items:
+        parts = item.path.parts
+        if "e2e" in parts:
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.slow)
+        elif "distributed" in parts:
+            item.add_marker(pytest.mark.cluster)
+            item.add_marker(pytest.mark.slow)
+
+
 # huggingface_hub probes {HF_ENDPOINT default}/api/agent-harnesses while building
 # headers unless telemetry is off: keep every test away from the real Hub.
 hf_constants.HF_HUB_DISABLE_TELEMETRY = True
@@ -87,24 +103,33 @@ def hub(hub_session: FakeHub) -> Iterator[FakeHub]:
     hub_session.reset_counters()
 
 
+def hub_settings(hub: FakeHub, tmp_path: Path, **overrides: object) -> Settings:
+    """Settings for a private cache under ``tmp_path``, with every download pointed at ``hub``."""
+    return Settings(
+        **{
+            "hf_endpoint": hub.url,
+            "hf_home": tmp_path / "hf",
+            "hf_hub_cache": None,
+            "hf_token": None,
+            "offline": False,
+            "torch_home": tmp_path / "torch",
+            "torch_models_base_url": f"{hub.url}/torchaudio/models",
+            "nltk_punkt_url": f"{hub.url}{PUNKT_ZIP}",
+            "progress_interval_s": 0.05,
+            "heartbeat_s": 1.0,  # a reader that has left notices within a second
+            "min_free_bytes": 0,
+            "download_retries": 2,
+            "default_languages": [],
+            # tests/models/test_sizes.py turns it on; elsewhere it would consume hub faults
+            "fetch_sizes": False,
+            **overrides,
+        }
+    )
+
+
 @pytest.fixture
 def settings(hub: FakeHub, tmp_path: Path) -> Settings:
-    return Settings(
-        hf_endpoint=hub.url,
-        hf_home=tmp_path / "hf",
-        hf_hub_cache=None,
-        hf_token=None,
-        offline=False,
-        torch_home=tmp_path / "torch",
-        torch_models_base_url=f"{hub.url}/torchaudio/models",
-        nltk_punkt_url=f"{hub.url}{PUNKT_ZIP}",
-        progress_interval_s=0.05,
-        heartbeat_s=1.0,  # a reader that has left notices within a second
-        min_free_bytes=0,
-        download_retries=2,
-        default_languages=[],
-        fetch_sizes=False,  # tests/models/test_sizes.py turns it on; elsewhere it would consume hub faults
-    )
+    return hub_settings(hub, tmp_path)
 
 
 @pytest.fixture
@@ -163,17 +188,5 @@ def mirror(tiny) -> Iterator[FakeHub]:
 
 
 def mirror_settings(hub: FakeHub, tmp_path: Path) -> Settings:
-    return Settings(
-        hf_endpoint=hub.url,
-        hf_home=tmp_path / "hf",
-        hf_hub_cache=None,
-        hf_token=None,
-        offline=False,
-        torch_home=tmp_path / "torch",
-        torch_models_base_url=f"{hub.url}/torchaudio/models",  # 404: pytorch.org is out of reach
-        nltk_punkt_url=f"{hub.url}{PUNKT_ZIP}",
-        progress_interval_s=0.05,
-        min_free_bytes=0,
-        download_retries=1,
-        fetch_sizes=False,
-    )
+    """Behind ``mirror``: its torchaudio URL answers 404, as download.pytorch.org is out of reach."""
+    return hub_settings(hub, tmp_path, download_retries=1)

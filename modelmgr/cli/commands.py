@@ -36,6 +36,7 @@ from pydantic import SecretStr
 from tqdm import tqdm
 
 from modelmgr.asr.jobs import FINISHED, FORMATS, JobOptions, TranscriptionManager
+from modelmgr.asr.manager import JobManager
 from modelmgr.cli.client import ServerError, ServerUnreachable, StudioClient
 from modelmgr.core.errors import InvalidInput, ModelMgrError, ModelNotFound, NotDownloading
 from modelmgr.core.settings import Settings
@@ -197,7 +198,7 @@ class Local:
         parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="transcriptions-", dir=parent))
         # A private job folder: a server sharing this cache keeps its own queue to itself.
-        manager = TranscriptionManager(
+        manager: JobManager = TranscriptionManager(
             services.settings, services.catalog, services.downloads, services.preload, services.bus, root=work
         )
         try:

@@ -6,7 +6,7 @@ the embedded default never imports Celery or redis.
 * ``state.py``       the shared job records (a Redis hash per job + an index), claims, cancel flags,
                      worker heartbeats, the event channel.
 * ``celery_app.py``  the Celery app: late acks, prefetch 1, queues (one per model + ``default``).
-* ``jobs.py``        RemoteTranscriptionManager: the TranscriptionManager surface for the web process.
+* ``jobs.py``        RemoteTranscriptionManager: the JobManager interface (asr/manager.py) for a web process.
 * ``relay.py``       Redis pub/sub -> the web process's own EventBus (its own increasing ids).
 * ``worker.py``      ``python -m modelmgr worker``: the Celery worker and its task.
 

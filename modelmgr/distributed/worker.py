@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from modelmgr.asr import loaders
+from modelmgr.asr.job_record import stored_record
 from modelmgr.asr.jobs import FINISHED, Job, TranscriptionManager
 from modelmgr.core.errors import Cancelled, QueueUnavailable
 from modelmgr.core.events import Event, EventBus
@@ -102,7 +103,11 @@ class ForwardingBus(EventBus):
 
 
 class WorkerTranscriptions(TranscriptionManager):
-    """Runs the jobs Celery hands this worker; writes every stage change to Redis too."""
+    """Runs the jobs Celery hands this worker; writes every stage change to Redis too.
+
+    Its queue stays empty (Celery is the queue): ``run_job`` runs each job, and the stage hooks
+    below (which the job runner reports to) add Redis to where the embedded manager writes.
+    """
 
     def __init__(self, *args: Any, state: SharedState, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -116,7 +121,7 @@ class WorkerTranscriptions(TranscriptionManager):
         if job.id in self.lost:
             return
         super()._save(job)
-        record = job.to_record() | {"input": job.input_path.name}
+        record = stored_record(job)
         # A final state must not be lost to a short Redis outage: keep trying for a while.
         deadline = time.monotonic() + (120.0 if job.status in FINISHED else 0.0)
         while True:

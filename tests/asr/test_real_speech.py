@@ -134,6 +134,7 @@ def assert_clean_srt(srt: str, duration: float) -> None:
 # --------------------------------------------------------------------------- the mirror: no aligner at all
 
 
+@pytest.mark.slow
 def test_no_align_behind_a_mirror_fetches_no_aligner_and_transcribes_english(
     mirror: FakeHub, english: speech.Speech, direct: dict[str, str], tmp_path: Path
 ) -> None:
@@ -233,6 +234,7 @@ def test_align_source_hub_never_asks_the_torch_host(
     assert torchaudio_requests(hub) == []
 
 
+@pytest.mark.slow
 def test_a_fresh_server_behind_a_mirror_transcribes_with_the_api_defaults(
     mirror: FakeHub, english: speech.Speech, direct: dict[str, str], tmp_path: Path
 ) -> None:
@@ -320,6 +322,7 @@ PEAK_RSS_BOUND = 2304 * 1024 * 1024
 GROWTH_BOUND = 160 * 1024 * 1024
 
 
+@pytest.mark.slow
 def test_twelve_minutes_stay_in_memory_bounds_progress_only_rises_and_time_is_linear(
     long_speeches: dict[str, speech.Speech], tiny
 ) -> None:

@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not on PATH")
 def test_wheel_has_the_console_scripts_the_package_and_its_assets(tmp_path: Path) -> None:
     built = subprocess.run(

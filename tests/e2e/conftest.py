@@ -70,23 +70,29 @@ def studio(settings) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-def new_page(browser, studio) -> Iterator[Callable]:
-    """Open the studio in a new browser context (like another user or another window)."""
+def open_page(browser) -> Iterator[Callable]:
+    """``open_page(url)``: a new browser context (another user, another window) on ``url``, ready."""
     contexts = []
 
-    def open_page():
+    def open_url(url: str):
         context = browser.new_context(viewport={"width": 1440, "height": 1000})
         context.set_default_timeout(TIMEOUT_MS)
         context.add_init_script(COUNT_EVENT_SOURCES)
         contexts.append(context)
         page = context.new_page()
-        page.goto(studio.url)
+        page.goto(url)
         page.locator("#transcribe-btn").wait_for()
         return page
 
-    yield open_page
+    yield open_url
     for context in contexts:
         context.close()
+
+
+@pytest.fixture
+def new_page(open_page, studio) -> Callable:
+    """Open the studio in a new browser context (like another user or another window)."""
+    return lambda: open_page(studio.url)
 
 
 @pytest.fixture

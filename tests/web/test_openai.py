@@ -98,6 +98,7 @@ def status_pollers(url: str, headers: dict[str, str] | None = None) -> Poller:
     return Poller([f"{url}/api/preload/status", f"{url}/api/system"], 0.02, headers or {})
 
 
+@pytest.mark.slow
 def test_fresh_server_transcribes_with_the_jobs_api_defaults(
     settings: Settings, tmp_path: Path, tiny
 ) -> None:
@@ -125,6 +126,7 @@ def test_fresh_server_transcribes_with_the_jobs_api_defaults(
     assert pollers.polls > 20 and pollers.failures == [], pollers.failures[:5]
 
 
+@pytest.mark.slow
 def test_fresh_server_serves_the_openai_client(settings: Settings, tmp_path: Path, tiny) -> None:
     with fresh_server(settings, tmp_path) as app, status_pollers(app.url) as pollers:
         with tiny.wav.open("rb") as f:

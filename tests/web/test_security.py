@@ -199,6 +199,7 @@ def _app_env(settings: Settings, **extra: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_fresh_server_beyond_loopback_generates_a_token_and_never_logs_it(
     settings: Settings, tmp_path: Path
 ) -> None:

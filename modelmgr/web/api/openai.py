@@ -20,6 +20,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelmgr.asr.jobs import FINISHED, Job, JobOptions
+from modelmgr.asr.manager import JobManager
 from modelmgr.asr.subtitles import Transcript, to_srt, to_vtt
 from modelmgr.core import errors
 from modelmgr.core.catalog import ModelSpec
@@ -142,7 +143,9 @@ def _job_error(job: Job) -> errors.ModelMgrError:
     return errors.from_code(error["code"], error["message"])
 
 
-async def _stream_job(manager: Any, services: Services, upload: UploadFile, options: JobOptions) -> Response:
+async def _stream_job(
+    manager: JobManager, services: Services, upload: UploadFile, options: JobOptions
+) -> Response:
     """``stream=true``: OpenAI's transcript.text.delta events per segment, then transcript.text.done."""
     bus = services.bus
     queue, _ = bus.subscribe(None)  # before the submit, so no segment is missed

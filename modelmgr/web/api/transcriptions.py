@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from modelmgr.asr.jobs import FORMATS, Job, JobOptions
+from modelmgr.asr.manager import JobManager
 from modelmgr.core import errors
 from modelmgr.services import Services
 from modelmgr.web.api.docs import ALL_RESPONSES
@@ -143,7 +144,7 @@ def result_links(job: dict[str, Any], key: bytes | None, base: str = "") -> dict
     }
 
 
-def _job_json(job: Job, manager: Any, key: bytes | None, base: str = "/") -> dict[str, Any]:
+def _job_json(job: Job, manager: JobManager, key: bytes | None, base: str = "/") -> dict[str, Any]:
     data = job.describe()
     data["queue_position"] = manager.queue_positions().get(job.id)
     data["results"] = result_links(data, key, base)

@@ -15,6 +15,7 @@ from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
 
 from modelmgr.asr.jobs import Job, JobOptions
+from modelmgr.asr.manager import JobManager
 from modelmgr.core import errors
 
 UPLOAD_PATHS = ("/api/transcriptions", "/v1/audio/")  # bodies streamed and counted against max_upload_bytes
@@ -99,7 +100,7 @@ def form_bool(value: Any) -> Any:
     return value
 
 
-async def submit_upload(manager: Any, upload: UploadFile, options: JobOptions) -> Job:
+async def submit_upload(manager: JobManager, upload: UploadFile, options: JobOptions) -> Job:
     """Copy the spooled upload next to the jobs folder and queue it (all off the event loop)."""
 
     def store() -> Job:
@@ -120,7 +121,7 @@ async def submit_upload(manager: Any, upload: UploadFile, options: JobOptions) -
         await upload.close()
 
 
-async def wait_for(request: Request, job: Job, manager: Any) -> None:
+async def wait_for(request: Request, job: Job, manager: JobManager) -> None:
     """Wait for the job without a thread; a client that hangs up cancels its job."""
     loop = asyncio.get_running_loop()
     finished: asyncio.Future[None] = loop.create_future()

@@ -53,8 +53,9 @@ from typing import Any
 
 import gradio as gr
 
-from modelmgr.asr.jobs import Job, JobOptions, TranscriptionManager
+from modelmgr.asr.jobs import Job, JobOptions
 from modelmgr.asr.loaders import auto_device_hint
+from modelmgr.asr.manager import JobManager
 from modelmgr.asr.system import system_report
 from modelmgr.core.errors import ModelMgrError, PayloadTooLarge
 from modelmgr.services import Services
@@ -466,7 +467,7 @@ def results_key(services: Services) -> bytes | None:
     return hashlib.sha256(b"results:" + token.get_secret_value().encode()).digest() if token else None
 
 
-def job_segments(transcriptions: TranscriptionManager, job: dict[str, Any] | None) -> str:
+def job_segments(transcriptions: JobManager, job: dict[str, Any] | None) -> str:
     """The segment table of a finished job (read from its result on disk)."""
     if job is None:
         return render_segments([])
@@ -481,7 +482,7 @@ def _workers_html(services: Services) -> str:
     """Distributed mode only: the queue's reachability and the connected workers (System tab)."""
     if not services.distributed:
         return ""
-    manager: Any = services.transcriptions
+    manager: JobManager = services.transcriptions
     health = manager.health()
     try:
         workers = manager.workers() if health.get("redis") == "ok" else []
@@ -533,7 +534,7 @@ def _wire_cluster(
     services: Services, cluster: SimpleNamespace, system_html: gr.HTML, live: SimpleNamespace
 ) -> None:
     """ "Download to all workers" and each worker's "Preload": sent to the workers' own queues."""
-    manager: Any = services.transcriptions
+    manager: JobManager = services.transcriptions
     said = _said
 
     def download_all(model_id: str, language: str) -> str:
@@ -726,7 +727,7 @@ def _wire_transcribe(services: Services, tx: SimpleNamespace, live: SimpleNamesp
     )
 
 
-def submit_copy(manager: TranscriptionManager, path: Path, filename: str, options: JobOptions) -> Job:
+def submit_copy(manager: JobManager, path: Path, filename: str, options: JobOptions) -> Job:
     """Queue a copy of an uploaded file (the manager moves what it is given; Gradio keeps its own)."""
     limit = manager.settings.max_upload_bytes
     if path.stat().st_size > limit:  # the same limit as the API's uploads

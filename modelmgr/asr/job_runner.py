@@ -1,0 +1,207 @@
+"""Running one transcription job to its end: the model download, the lease, the pipeline, the aligner.
+
+The same code runs a job in the embedded manager's worker thread and in a distributed worker's
+Celery task (``TranscriptionManager.run_job``). Where its stage changes go (``job.json``, the
+EventBus, and for a distributed worker Redis too) is not the runner's business: it reports them
+to its host (``JobHost``), whose hooks a distributed worker overrides.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+from modelmgr.asr.job_record import Job
+from modelmgr.asr.preload import PreloadManager
+from modelmgr.asr.subtitles import Transcript, write_all
+from modelmgr.core.catalog import Catalog, ModelSpec
+from modelmgr.core.errors import AlignUnavailable, Cancelled, DownloadFailed, InvalidAudio, ModelMgrError
+from modelmgr.core.events import EventBus
+from modelmgr.core.settings import Settings
+from modelmgr.models.downloads import DownloadManager
+
+log = logging.getLogger(__name__)
+
+CUDA_BATCH_SIZE = 16  # WhisperX's default on GPUs (not measured here: no GPU was lent)
+# bench/transcribe.py with the real tiny.en on 6 min of espeak-ng speech, 2 CPUs (README,
+# "Transcription speed and accuracy"): batched 8 with Silero VAD had the lowest word error
+# rate (0.071, whisperx 0.080, sequential 0.091) at 0.58x whisperx's time; sequential
+# decoding (the old default, chosen on random weights) was 1.2x whisperx's time.
+CPU_BATCH_SIZE = 8
+
+
+class JobHost(Protocol):
+    """What a runner runs for and reports to: its manager (TranscriptionManager and subclasses)."""
+
+    settings: Settings
+    catalog: Catalog
+    downloads: DownloadManager
+    preload: PreloadManager
+    bus: EventBus
+
+    @property
+    def stopping(self) -> bool:
+        """Shutting down: an interrupted job is left queued, not cancelled."""
+        ...
+
+    def _set(self, job: Job, status: str, progress: float | None = None) -> None: ...
+
+    def _save(self, job: Job) -> None: ...
+
+    def _publish(self, job: Job, throttle: bool = False) -> None: ...
+
+    def _finish(self, job: Job, status: str, error: dict[str, str] | None = None) -> None: ...
+
+
+class JobRunner:
+    """Runs jobs for its host, one call to ``run`` per job, in the caller's thread."""
+
+    def __init__(self, host: JobHost) -> None:
+        self.host = host
+        self.settings, self.catalog, self.bus = host.settings, host.catalog, host.bus
+        self.downloads, self.preload = host.downloads, host.preload
+
+    def run(self, job: Job) -> None:
+        """Run ``job`` in this thread. It never raises: the outcome is the job's status."""
+        host = self.host
+        job.started_at = time.time()
+        try:
+            spec = self.catalog.get(job.options.model)
+            self.download(job, spec)
+            host._set(job, "loading", progress=0.0)
+            opts = job.options
+            with self.preload.lease(
+                spec.id,
+                opts.language,
+                opts.device,
+                cancel=job.cancel,
+                on_state=lambda state: host._set(job, "downloading" if state == "downloading" else "loading"),
+            ) as lease:
+                job.device = lease.device
+                job.batch_size = (
+                    opts.batch_size
+                    or self.settings.batch_size
+                    or (CUDA_BATCH_SIZE if lease.device == "cuda" else CPU_BATCH_SIZE)
+                )
+                transcript = self._pipeline(job, lease)
+            job.language, job.duration_s = transcript.language, transcript.duration
+            job.alignment = transcript.alignment
+            if transcript.alignment != "wav2vec2":
+                job.align_model = None
+            job.segments = len(transcript.segments)
+            job.text = " ".join(s.text for s in transcript.segments)
+            write_all(transcript, job.folder, "result")
+            host._finish(job, "done")
+        except Cancelled:
+            if host.stopping and not job.cancel_requested:
+                job.status, job.progress, job.started_at = "queued", 0.0, None  # runs again on the next start
+                host._save(job)
+                return
+            host._finish(job, "cancelled")
+        except ModelMgrError as exc:
+            host._finish(job, "error", {"code": exc.code, "message": exc.message})
+        except Exception as exc:  # a decoder or model failing on odd input: say it, keep the worker alive
+            log.exception("transcription job %s failed", job.id)
+            host._finish(
+                job, "error", {"code": "transcription_failed", "message": f"transcription failed: {exc}"}
+            )
+
+    def _pipeline(self, job: Job, lease: Any) -> Transcript:
+        from modelmgr.asr.pipeline import AudioDecodeError, Options, run_pipeline
+
+        host, opts = self.host, job.options
+        options = Options(
+            language=opts.language,
+            task=opts.task,
+            word_timestamps=opts.word_timestamps,
+            vad=opts.vad,
+            batch_size=job.batch_size or 1,
+            initial_prompt=opts.initial_prompt,
+            temperature=opts.temperature,
+        )
+
+        def on_stage(name: str) -> None:
+            if name in ("transcribing", "aligning"):
+                host._set(job, name, progress=0.0)
+
+        def on_progress(percent: float) -> None:
+            job.progress = percent
+            host._publish(job, throttle=True)
+
+        def on_warning(message: str) -> None:
+            job.warnings.append(message)
+            host._save(job)
+            self.bus.publish("transcription", {**job.describe(), "warning": message})
+
+        def on_segment(segment: dict) -> None:
+            self.bus.publish(
+                "transcription",
+                {**job.describe(), "segment": {k: segment[k] for k in ("start", "end", "text")}},
+            )
+
+        try:
+            return run_pipeline(
+                job.input_path,
+                language=opts.language,
+                device=lease.device,
+                get_whisper=lambda: lease.whisper,
+                get_aligner=lambda language: self.aligner(job, lease, language),
+                on_stage=on_stage,
+                options=options,
+                on_progress=on_progress,
+                on_segment=on_segment,
+                on_warning=on_warning,
+                cancel=job.cancel,
+            )
+        except AudioDecodeError as exc:
+            raise InvalidAudio(str(exc)) from exc
+
+    def aligner(self, job: Job, lease: Any, language: str) -> tuple[Any, dict] | None:
+        """The first aligner for ``language`` that can be had, downloading it if needed.
+
+        None: whisperx has no aligner for the language. AlignUnavailable: it has, but none
+        could be downloaded or loaded (e.g. download.pytorch.org unreachable behind a Hub
+        mirror, offline): the pipeline then times the words with Whisper and warns.
+        """
+        candidates = self.catalog.align_candidates(language)
+        if not candidates:
+            return None
+        reasons = []
+        for spec in self.preload.prefer_present(candidates):
+            try:
+                self.download(job, spec)
+                self.host._set(job, "loading")
+                found = lease.aligner(spec, language)
+            except Cancelled:
+                raise
+            except ModelMgrError as exc:
+                reasons.append(exc.message)
+                continue
+            except Exception as exc:  # odd files: the job goes on with Whisper's word times
+                log.warning("aligner %s could not be loaded", spec.id, exc_info=True)
+                reasons.append(f"{spec.id} could not be loaded: {exc}")
+                continue
+            job.align_model = spec.id
+            return found
+        raise AlignUnavailable(
+            f"no alignment model for {language!r} could be had ({'; '.join(reasons)}); "
+            "word times come from Whisper instead"
+        )
+
+    def download(self, job: Job, spec: ModelSpec) -> None:
+        """Fetch ``spec`` (alone) through the DownloadManager, showing its progress on the job."""
+        result = self.downloads.start(spec.id, with_align=False)
+        if result.job is None:
+            return
+        download = result.job
+        job.download = {"model": spec.id, **download.progress()}
+        self.host._set(job, "downloading", progress=job.download["percent"])
+        while not download.done.wait(0.25):
+            if job.cancel.is_set():
+                raise Cancelled("cancelled")  # the download goes on: others may be waiting for it
+            job.download = {"model": spec.id, **download.progress()}
+            job.progress = job.download["percent"]
+            self.host._publish(job, throttle=True)
+        if download.status != "downloaded":
+            raise DownloadFailed(f"{spec.id} could not be downloaded: {download.error or download.status}")
