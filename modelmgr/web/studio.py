@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import uvicorn
 
@@ -12,6 +13,7 @@ from modelmgr.core.settings import Settings
 from modelmgr.web.security import is_loopback, print_open_url, resolve_token
 from modelmgr.web.server import StudioServer, create_app
 from modelmgr.web.share import share_in_background
+from modelmgr.web.state_lock import StateFolderBusy, claim_state_folder
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,6 +72,12 @@ def main(argv: list[str] | None = None) -> None:
     # Beyond loopback, or with --share, a token is required: one is generated when none is set.
     settings = Settings(**overrides)
     settings, generated = resolve_token(settings, exposed=args.share or not is_loopback(settings.host))
+    # Embedded mode: this process owns its job folder (replicas of a cluster share theirs on purpose).
+    try:
+        folder_lock = None if settings.redis_url else claim_state_folder(settings)
+    except StateFolderBusy as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
         app = create_app(settings, ui=not args.no_ui)
     except QueueUnavailable as exc:  # distributed mode without Redis: refuse rather than half-work
@@ -79,3 +87,5 @@ def main(argv: list[str] | None = None) -> None:
     if args.share:
         share_in_background(settings.host, settings.port)
     StudioServer(config).run()
+    if folder_lock is not None:
+        folder_lock.release()

@@ -50,6 +50,25 @@ def test_nginx_accepts_each_shipped_site_in_debians_config(site: str, tmp_path: 
     assert "syntax is ok" in result.stderr and "test is successful" in result.stderr
 
 
+@needs_nginx
+@pytest.mark.parametrize("site", SITE_FILES)
+def test_a_token_in_the_url_never_reaches_nginxs_error_log_when_the_app_is_down(
+    site: str, tmp_path: Path
+) -> None:
+    """nginx's error log quotes the request line when the upstream fails; the sites keep tokens out."""
+    stopped = f"http://127.0.0.1:{free_port()}"  # nothing listens there: the studio is down
+    with run_nginx(tmp_path / "nginx", site, stopped) as proxy:
+        base = proxy.url + ("/studio" if "subpath" in site else "")
+        with httpx.Client(timeout=30, verify=str(proxy.cert) if proxy.cert else True) as client:
+            assert client.get(f"{base}/?token={TOKEN}").status_code == 502
+            assert client.get(f"{base}/api/events?token={TOKEN}&x=1").status_code == 502
+            assert client.post(f"{base}/api/models/tiny/download?token={TOKEN}", json={}).status_code == 502
+            assert client.get(f"{base}/api/health").status_code == 502
+        error_log = (proxy.nginx.logs / "error.log").read_text()
+    assert TOKEN not in error_log and "token=" not in error_log, error_log
+    assert "connect() failed" in error_log and "/api/health" in error_log, "other failures are still logged"
+
+
 def _sse_events(client: httpx.Client, url: str, until: str, limit: int = 500) -> list:
     """Read events from ``url`` until one named ``until`` arrives."""
     seen = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from pydantic import SecretStr
 
 from tests.live import run_server
@@ -26,6 +27,7 @@ def test_auth_token_also_guards_the_ui(settings) -> None:
         assert client.get("/config").status_code == 200
 
 
+@pytest.mark.slow
 def test_two_studios_on_one_host_keep_their_uploads_apart(settings, tmp_path) -> None:
     """Gradio's shared /tmp/gradio let one studio's shutdown delete the upload another was queueing."""
     import tempfile
@@ -41,7 +43,8 @@ def test_two_studios_on_one_host_keep_their_uploads_apart(settings, tmp_path) ->
         return Path(answer.json()[0])
 
     with fresh_server(settings, tmp_path, ui=True) as first:
-        with fresh_server(settings, tmp_path, ui=True) as second:
+        # (each its own job folder: one studio per state folder)
+        with fresh_server(settings, tmp_path, ui=True, MODELMGR_DATA_DIR=str(tmp_path / "second")) as second:
             kept = upload(second.url)
             port = second.url.rsplit(":", 1)[1]
             assert kept.is_relative_to(Path(tempfile.gettempdir()) / f"whisperx-studio-uploads-{port}")
