@@ -59,7 +59,8 @@ def test_a_token_in_the_url_never_reaches_nginxs_error_log_when_the_app_is_down(
     stopped = f"http://127.0.0.1:{free_port()}"  # nothing listens there: the studio is down
     with run_nginx(tmp_path / "nginx", site, stopped) as proxy:
         base = proxy.url + ("/studio" if "subpath" in site else "")
-        with httpx.Client(timeout=30, verify=str(proxy.cert) if proxy.cert else True) as client:
+        verify = ssl.create_default_context(cafile=str(proxy.cert)) if proxy.cert else True
+        with httpx.Client(timeout=30, verify=verify) as client:
             assert client.get(f"{base}/?token={TOKEN}").status_code == 502
             assert client.get(f"{base}/api/events?token={TOKEN}&x=1").status_code == 502
             assert client.post(f"{base}/api/models/tiny/download?token={TOKEN}", json={}).status_code == 502
