@@ -205,15 +205,27 @@ class SharedState:
             self.redis.publish(CHANNEL, json.dumps({"name": name, "data": data, "origin": origin}))
 
 
+_FINISHED = frozenset({"done", "error", "cancelled"})  # asr.job_record.FINISHED, without the import
+
+
 def _job(job_id: str) -> str:
     return PREFIX + f"job:{job_id}"
 
 
 def _decode(record: str | None, attempt: str | None) -> dict[str, Any] | None:
+    """The record, with ``attempt`` from its counter (which a worker bumps when it starts the job).
+
+    Between that bump and the worker's first save the record still names the previous worker:
+    a retried job would read "attempt 2, on the worker that was lost". Until the new worker's
+    record arrives it names none.
+    """
     if not record:
         return None
     data = json.loads(record)
-    data["attempt"] = int(attempt or 0)
+    counter = int(attempt or 0)
+    if counter > int(data.get("attempt") or 0) and data.get("status") not in _FINISHED:
+        data["worker"] = None
+    data["attempt"] = counter
     return data
 
 

@@ -288,6 +288,7 @@ class WorkerRuntime:
             self._beat_once()
 
     def _run_claimed(self, job_id: str) -> str:
+        before = self.state.load(job_id)  # names the previous (lost) worker until this one saves
         attempt = self.state.next_attempt(job_id)
         record = self.state.load(job_id)  # again, now that it is ours: it may have been cancelled
         if record is None or record["status"] in FINISHED:
@@ -296,7 +297,7 @@ class WorkerRuntime:
         if job is None:
             log.error("job %s has a malformed record", job_id)
             return "malformed"
-        previous = job.worker
+        previous = (before or {}).get("worker")
         job.attempt, job.worker = attempt, self.name
         if attempt > 1:
             job.retries.append({"attempt": attempt, "lost_worker": previous, "at": time.time()})

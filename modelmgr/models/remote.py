@@ -1,7 +1,7 @@
 """What to fetch: resolve a model into a manifest (commit, files, sizes, hashes).
 
 huggingface_hub does the metadata calls (endpoint, auth headers, error types);
-the byte moving is ``transfer.py``'s job. Torchaudio bundles are single files
+the byte moving is the ``transfer`` package's job. Torchaudio bundles are single files
 on a plain web server (download.pytorch.org or a mirror): a HEAD gives the size.
 
 Every metadata call has a deadline and can be cancelled: a hub that accepts the

@@ -30,12 +30,14 @@ def test_a_second_claim_names_the_folder_and_the_first_studio(settings) -> None:
 
 def test_a_killed_studio_leaves_the_folder_free(settings) -> None:
     code = (
-        "import sys, time; from modelmgr.core.settings import Settings; "
+        "import sys; from modelmgr.core.settings import Settings; "
         "from modelmgr.web.state_lock import claim_state_folder; "
         f"lock = claim_state_folder(Settings(hf_home={str(settings.hf_home)!r})); "
-        "print('held', flush=True); time.sleep(600)"
+        "print('held', flush=True); sys.stdin.read()"  # holds the lock until killed
     )
-    holder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(StateFolderBusy):

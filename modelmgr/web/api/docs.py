@@ -1,6 +1,6 @@
 """The error answers each route can give, for /openapi.json (clients and schemathesis read them).
 
-Kept apart from api.py so every router module can share them without importing each other.
+Kept apart from routes.py so every router module can share them without importing each other.
 """
 
 from __future__ import annotations

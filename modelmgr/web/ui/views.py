@@ -3,7 +3,7 @@
 No Gradio here: every helper turns a snapshot (``downloads.snapshot()``,
 ``preload.status()``, ``transcriptions.snapshot()``, ``system_report()``, a
 ``Transcript``) into text or HTML,
-so it is unit tested without a browser (tests/web/test_ui.py). ``ui.py`` wires
+so it is unit tested without a browser (tests/web/test_ui.py). ``wiring.py`` wires
 them to components.
 """
 
@@ -662,7 +662,7 @@ def render_jobs_table(
 
     ``links`` maps a job id to its result URLs by format (signed by the caller); ``shown`` is
     the job whose segments are on screen. The buttons carry ``data-action``/``data-job``;
-    ui.py turns a click on one into a manager call.
+    wiring.py turns a click on one into a manager call.
     """
     if not jobs:
         return (

@@ -462,7 +462,7 @@ def _wire_live(
 
 
 def results_key(services: Services) -> bytes | None:
-    """The key that signs result links, as api.py derives it from the auth token (None without one)."""
+    """The key that signs result links, derived from the auth token as routes.py does (None without one)."""
     token = services.settings.auth_token
     return hashlib.sha256(b"results:" + token.get_secret_value().encode()).digest() if token else None
 
