@@ -190,3 +190,39 @@ def mirror(tiny) -> Iterator[FakeHub]:
 def mirror_settings(hub: FakeHub, tmp_path: Path) -> Settings:
     """Behind ``mirror``: its torchaudio URL answers 404, as download.pytorch.org is out of reach."""
     return hub_settings(hub, tmp_path, download_retries=1)
+
+
+# --- diarization: tiny random pyannote models, gated like the Hub gates pyannote's -----------------
+ACCEPTED_TOKEN = "hf_accepted_0123456789abcdefghij"  # its owner accepted the conditions
+UNACCEPTED_TOKEN = "hf_someone_else_0123456789abcdef"  # a valid token whose owner did not
+DIARIZER = tiny_models.PYANNOTE_PIPELINE
+
+
+@pytest.fixture(scope="session")
+def tiny_pyannote(tmp_path_factory: pytest.TempPathFactory) -> tiny_models.TinyPyannote:
+    return tiny_models.build_tiny_pyannote(tmp_path_factory.mktemp("tiny-pyannote"))
+
+
+@pytest.fixture(scope="session")
+def pyannote_published(hub_session: FakeHub, tiny_pyannote: tiny_models.TinyPyannote) -> FakeHub:
+    """The session hub, now also serving the pyannote repos: the pipeline and the segmentation
+    model gated (as on the Hub), the embedding model open; only ``ACCEPTED_TOKEN`` is accepted."""
+    hub_session.add_repo_from_dir(tiny_models.PYANNOTE_PIPELINE, tiny_pyannote.pipeline)
+    hub_session.add_repo_from_dir(tiny_models.PYANNOTE_SEGMENTATION, tiny_pyannote.segmentation)
+    hub_session.add_repo_from_dir(tiny_models.PYANNOTE_EMBEDDING, tiny_pyannote.embedding)
+    hub_session.gate(tiny_models.PYANNOTE_PIPELINE)
+    hub_session.gate(tiny_models.PYANNOTE_SEGMENTATION)
+    hub_session.accepted_tokens.add(ACCEPTED_TOKEN)
+    return hub_session
+
+
+@pytest.fixture
+def gated_hub(pyannote_published: FakeHub, hub: FakeHub) -> FakeHub:
+    """``hub`` (clean counters, no faults) with the gated pyannote repos published."""
+    return hub
+
+
+@pytest.fixture
+def diarize_settings(gated_hub: FakeHub, tmp_path: Path) -> Settings:
+    """Settings with the accepted token, as a user who set HF_TOKEN would have."""
+    return hub_settings(gated_hub, tmp_path, hf_token=ACCEPTED_TOKEN)

@@ -113,6 +113,10 @@ class FakeHub:
         self._conns: set[socket.socket] = set()
         self._server: ThreadingHTTPServer | None = None
         self._ranged = _RangeOptions()
+        # gated repos (as the Hub gates pyannote's): repo id -> whether the API is gated too
+        self._gated: dict[str, bool] = {}
+        self.accepted_tokens: set[str] = set()  # tokens whose owners accepted the conditions
+        self.authorizations: list[str] = []  # every Authorization header the hub was sent
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> str:
@@ -158,6 +162,36 @@ class FakeHub:
             repo["commits"][sha] = built
             repo["refs"]["main"] = sha
         return sha
+
+    def gate(self, repo_id: str, *, api_too: bool = False) -> None:
+        """Gate ``repo_id`` like the Hub: files answer 401 ``GatedRepo`` without a token and 403
+        with one whose owner is not in ``accepted_tokens``. The Hub still answers ``model_info``
+        (with ``gated: "auto"``); ``api_too`` gates that as well, as some mirrors do."""
+        with self._lock:
+            self._gated[repo_id] = api_too
+
+    def _check_gate(self, repo_id: str, authorization: str, api: bool) -> None:
+        with self._lock:
+            api_too = self._gated.get(repo_id)
+            if authorization:
+                self.authorizations.append(authorization)
+        if api_too is None or (api and not api_too):
+            return
+        token = authorization.removeprefix("Bearer ").strip()
+        if not token:
+            raise _HubError(
+                401,
+                "GatedRepo",
+                f"Access to model {repo_id} is restricted. You must have access to it and be "
+                "authenticated to access it. Please log in.",
+            )
+        if token not in self.accepted_tokens:
+            raise _HubError(
+                403,
+                "GatedRepo",
+                f"Access to model {repo_id} is restricted and you are not in the authorized list. "
+                f"Visit {self.url}/{repo_id} to ask for access.",
+            )
 
     def add_repo_from_dir(self, repo_id: str, directory: Path, **kw) -> str:
         """Publish every file under `directory`, keyed by its relative posix path."""
@@ -246,6 +280,7 @@ class FakeHub:
             self._gets.clear()
             self._sent.clear()
             self.requests.clear()
+            self.authorizations.clear()
 
     def get_count(self, repo_id: str | None, path: str) -> int:
         """GETs of a body (HEADs excluded) so tests can prove nothing is downloaded twice."""
@@ -349,11 +384,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api(self, repo_id, kind, rev, sub, query, body) -> None:
         sha, files = self.hub._commit(repo_id, rev)
+        self.hub._check_gate(repo_id, self.headers.get("Authorization", ""), api=True)
         if kind in (None, "revision"):
             blobs = query.get("blobs", "").lower() in ("1", "true")
             siblings = [f.sibling(p) if blobs else {"rfilename": p} for p, f in files.items()]
+            gated = "auto" if repo_id in self.hub._gated else False
             info = {"_id": sha[:24], "id": repo_id, "modelId": repo_id, "sha": sha,
-                    "lastModified": LAST_MODIFIED, "private": False, "gated": False,
+                    "lastModified": LAST_MODIFIED, "private": False, "gated": gated,
                     "disabled": False, "tags": [], "siblings": siblings}  # fmt: skip
             return self._send_json(200, info)
         if kind == "tree":
@@ -368,6 +405,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _resolve(self, repo_id: str, rev: str, path: str, signed: bool = False) -> None:
         sha, files = self.hub._commit(repo_id, rev)
+        if not signed:
+            self.hub._check_gate(repo_id, self.headers.get("Authorization", ""), api=False)
         opts = self.hub._ranged
         if opts.redirect_host and not signed and path in files:
             with self.hub._lock:

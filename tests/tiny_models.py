@@ -478,6 +478,98 @@ def make_wav(path: Path, seconds: float = 3.0, sample_rate: int = 16000) -> Path
     return path
 
 
+# What the tiny pyannote pipeline's config.yaml names, as the real speaker-diarization-3.1 does.
+PYANNOTE_PIPELINE = "pyannote/speaker-diarization-3.1"
+PYANNOTE_SEGMENTATION = "pyannote/segmentation-3.0"
+PYANNOTE_EMBEDDING = "pyannote/wespeaker-voxceleb-resnet34-LM"
+
+
+@dataclass(frozen=True)
+class TinyPyannote:
+    """Random-weight pyannote models in the layouts of the Hub repos (say nothing about quality)."""
+
+    pipeline: Path  # config.yaml naming the two models below by repo id
+    segmentation: Path  # PyanNet (SincNet + 1 small LSTM layer), powerset of 3 speakers, 2 at once
+    embedding: Path  # WeSpeaker ResNet34, the real architecture (26.6 MB) with random weights
+
+
+def _save_pyannote_checkpoint(model: Any, dest: Path) -> Path:
+    """Save ``model`` the way pyannote's own conversion script does (a Lightning-style dict)."""
+    import lightning.pytorch as pl
+    import torch
+
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": dict(model.hparams),
+        "pytorch-lightning_version": pl.__version__,
+    }
+    model.on_save_checkpoint(checkpoint)  # pyannote's versions, architecture, specifications
+    dest.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, dest / "pytorch_model.bin")
+    return dest / "pytorch_model.bin"
+
+
+def build_tiny_pyannote(dest: Path) -> TinyPyannote:
+    """A speaker-diarization-3.1 pipeline and its two models, random but loadable by pyannote 3.4."""
+    import torch
+    import yaml
+    from pyannote.audio.core.task import Problem, Resolution, Specifications
+    from pyannote.audio.models.embedding import WeSpeakerResNet34
+    from pyannote.audio.models.segmentation import PyanNet
+
+    dest = Path(dest)
+    torch.manual_seed(0)
+    segmentation = PyanNet(
+        sincnet={"stride": 10},
+        lstm={"hidden_size": 16, "num_layers": 1, "bidirectional": True, "monolithic": True, "dropout": 0.0},
+        linear={"hidden_size": 16, "num_layers": 1},
+        sample_rate=16000,
+        num_channels=1,
+    )
+    segmentation.specifications = Specifications(
+        problem=Problem.MONO_LABEL_CLASSIFICATION,
+        resolution=Resolution.FRAME,
+        duration=10.0,
+        warm_up=(0.0, 0.0),
+        classes=["speaker#1", "speaker#2", "speaker#3"],
+        powerset_max_classes=2,
+        permutation_invariant=True,
+    )
+    segmentation.setup()  # adds the powerset classifier for those specifications
+    _save_pyannote_checkpoint(segmentation, dest / "segmentation")
+    embedding = WeSpeakerResNet34()
+    # pyannote's wespeaker/convert.py: "duration = 5.0  # whatever"
+    embedding.specifications = Specifications(
+        problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=5.0
+    )
+    _save_pyannote_checkpoint(embedding, dest / "embedding")
+    for folder, name in ((dest / "segmentation", "segmentation"), (dest / "embedding", "embedding")):
+        (folder / "config.yaml").write_text(f"# tiny random {name} model for tests\n")
+    pipeline = dest / "pipeline"
+    pipeline.mkdir(parents=True, exist_ok=True)
+    config = {
+        "version": "3.1.0",
+        "pipeline": {
+            "name": "pyannote.audio.pipelines.SpeakerDiarization",
+            "params": {
+                "clustering": "AgglomerativeClustering",
+                "embedding": PYANNOTE_EMBEDDING,
+                "embedding_batch_size": 32,
+                "embedding_exclude_overlap": True,
+                "segmentation": PYANNOTE_SEGMENTATION,
+                "segmentation_batch_size": 32,
+            },
+        },
+        "params": {
+            "clustering": {"method": "centroid", "min_cluster_size": 12, "threshold": 0.7045654963945799},
+            "segmentation": {"min_duration_off": 0.0},
+        },
+    }
+    (pipeline / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (pipeline / "README.md").write_text("tiny random speaker-diarization-3.1 for tests\n")
+    return TinyPyannote(pipeline, dest / "segmentation", dest / "embedding")
+
+
 @dataclass(frozen=True)
 class TinyModels:
     whisper: Path

@@ -42,7 +42,34 @@ def validate_options(catalog: Catalog, options: JobOptions) -> JobOptions:
         raise InvalidInput("temperature must be between 0 and 1")
     if options.initial_prompt is not None and len(options.initial_prompt) > 4000:
         raise InvalidInput("initial_prompt is limited to 4000 characters")
-    return replace(options, model=spec.id, language=language, formats=formats)
+    diarize_model = check_diarization(catalog, options)
+    return replace(options, model=spec.id, language=language, formats=formats, diarize_model=diarize_model)
+
+
+def check_diarization(catalog: Catalog, options: JobOptions) -> str | None:
+    """Speaker counts are whole numbers of at least one, min <= num <= max; the diarizer must be one.
+
+    Returns the diarization pipeline's catalog id (None when the job does not diarize).
+    """
+    counts = {"num_speakers": options.num_speakers, "min_speakers": options.min_speakers}
+    counts["max_speakers"] = options.max_speakers
+    for name, value in counts.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 50:
+            raise InvalidInput(f"{name} must be a whole number from 1 to 50, not {value!r}")
+        if not options.diarize:
+            raise InvalidInput(f"{name} is a diarization option: set diarize to true to use it")
+    low, high, exact = options.min_speakers, options.max_speakers, options.num_speakers
+    if low is not None and high is not None and low > high:
+        raise InvalidInput(f"min_speakers ({low}) is more than max_speakers ({high})")
+    if exact is not None and ((low is not None and exact < low) or (high is not None and exact > high)):
+        raise InvalidInput(f"num_speakers ({exact}) is outside min_speakers..max_speakers")
+    if not options.diarize:
+        if options.diarize_model:
+            raise InvalidInput("diarize_model is a diarization option: set diarize to true to use it")
+        return None
+    return catalog.diarizer(options.diarize_model or catalog.default_diarizer).id
 
 
 def check_format(fmt: str) -> str:

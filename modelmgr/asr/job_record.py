@@ -22,7 +22,7 @@ from modelmgr.core.errors import JobNotFound
 log = logging.getLogger(__name__)
 
 FORMATS = ("json", "srt", "vtt", "txt")
-ACTIVE = ("downloading", "loading", "transcribing", "aligning")
+ACTIVE = ("downloading", "loading", "transcribing", "aligning", "diarizing")
 IN_FLIGHT = ("queued", *ACTIVE)
 FINISHED = ("done", "error", "cancelled")
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -44,6 +44,12 @@ class JobOptions:
     initial_prompt: str | None = None
     temperature: float | None = None
     formats: tuple[str, ...] = FORMATS
+    # who spoke when (pyannote through whisperx); the counts are hints, None lets pyannote decide
+    diarize: bool = False
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    diarize_model: str | None = None  # None: the settings' diarize_model
 
 
 @dataclass(eq=False)

@@ -1,4 +1,4 @@
-"""What models exist, and which alignment model a Whisper model needs.
+"""What models exist, which alignment model a Whisper model needs, and what a diarizer is made of.
 
 The tables are faster-whisper's and whisperx's own. Importing those packages
 pulls in torch, CTranslate2 and PyAV (tens of seconds), which would make start-up
@@ -19,7 +19,7 @@ from typing import Literal
 from modelmgr.core.errors import InvalidInput, ModelNotFound, UnknownLanguage
 from modelmgr.core.settings import Settings
 
-Kind = Literal["whisper", "align"]
+Kind = Literal["whisper", "align", "diarization"]
 Source = Literal["hf", "torchaudio"]
 
 # faster_whisper.utils.download_model fetches exactly these from a CTranslate2 repo.
@@ -42,6 +42,23 @@ ALIGN_PATTERNS = (
     "model.safetensors",
     "pytorch_model.bin",
 )
+# pyannote: a pipeline repo is its config.yaml; each model it names is a checkpoint (plus the
+# config.yaml pyannote's own loader fetches beside it, which `hf cache verify` then finds).
+DIARIZATION_PIPELINE_PATTERNS = ("config.yaml",)
+DIARIZATION_MODEL_PATTERNS = ("pytorch_model.bin", "config.yaml")
+# whisperx's default diarizer (whisperx.diarize.DiarizationPipeline) and the models its
+# config.yaml names. Gated on the Hub: the pipeline and the segmentation model ask each user to
+# accept their conditions (and send a token); the embedding model is open. The parts listed
+# here are what the Models tab shows before anything is downloaded; at load time the
+# downloaded config.yaml is what counts (asr/diarize.py resolves the ids it names).
+DIARIZATION_PIPELINES: dict[str, tuple[str, ...]] = {
+    "pyannote/speaker-diarization-3.1": (
+        "pyannote/segmentation-3.0",
+        "pyannote/wespeaker-voxceleb-resnet34-LM",
+    ),
+}
+GATED_REPOS = frozenset({"pyannote/speaker-diarization-3.1", "pyannote/segmentation-3.0"})
+DEFAULT_DIARIZER = "pyannote/speaker-diarization-3.1"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 # Hub repos for the languages whisperx aligns with torchaudio bundles, which come from
 # download.pytorch.org: behind a Hub mirror (HF_ENDPOINT) that host is often unreachable.
@@ -70,6 +87,16 @@ class ModelSpec:
     filename: str | None = None  # torchaudio bundles: the checkpoint file name
     patterns: tuple[str, ...] = field(default=())
     revision: str = "main"
+    # diarization pipelines: the catalog ids of the models it runs (downloaded with it)
+    parts: tuple[str, ...] = field(default=())
+    # the Hub asks for a token and accepted conditions (known up front, so a download without
+    # a token is refused from the request instead of failing in the background)
+    gated: bool = False
+
+    @property
+    def is_diarizer(self) -> bool:
+        """A diarization pipeline (not one of the models inside it)."""
+        return self.kind == "diarization" and bool(self.parts)
 
 
 def _package_file(package: str, relative: str) -> Path:
@@ -157,6 +184,7 @@ class Catalog:
         # language -> alignment model ids, best first (see align_candidates)
         self._align_by_language: dict[str, list[str]] = {}
         self._align_source = _align_source(settings)
+        self.default_diarizer: str = settings.diarize_model
         for name, repo in tables["whisper"].items():  # type: ignore[union-attr]
             language = "en" if name.endswith(".en") else None
             self._add(ModelSpec(name, repo, "whisper", language, patterns=WHISPER_PATTERNS))
@@ -191,6 +219,29 @@ class Catalog:
             if repo not in self._models:
                 self._add(ModelSpec(repo, repo, "align", language, patterns=ALIGN_PATTERNS))
 
+        for pipeline, parts in DIARIZATION_PIPELINES.items():
+            self._add(
+                ModelSpec(
+                    pipeline,
+                    pipeline,
+                    "diarization",
+                    patterns=DIARIZATION_PIPELINE_PATTERNS,
+                    parts=parts,
+                    gated=pipeline in GATED_REPOS,
+                )
+            )
+            for part in parts:
+                if part not in self._models:
+                    self._add(
+                        ModelSpec(
+                            part,
+                            part,
+                            "diarization",
+                            patterns=DIARIZATION_MODEL_PATTERNS,
+                            gated=part in GATED_REPOS,
+                        )
+                    )
+
     def _add(self, spec: ModelSpec) -> None:
         self._models[spec.id] = spec
 
@@ -207,6 +258,21 @@ class Catalog:
             return self._models[model_id]
         except KeyError:
             raise ModelNotFound(f"no model called {model_id!r} in the catalog") from None
+
+    def diarizer(self, model_id: str) -> ModelSpec:
+        """The diarization pipeline called ``model_id`` (InvalidInput if that model cannot diarize)."""
+        spec = self.get(model_id)
+        if not spec.is_diarizer:
+            raise InvalidInput(
+                f"{model_id} is a {spec.kind} model, not a diarization pipeline; "
+                f"diarize with {', '.join(DIARIZATION_PIPELINES)}"
+            )
+        return spec
+
+    def part_for_repo(self, repo_id: str) -> ModelSpec | None:
+        """The diarization model a pipeline's config.yaml names by repo id (``@revision`` dropped)."""
+        repo = repo_id.split("@", 1)[0]
+        return next((s for s in self._models.values() if s.kind == "diarization" and s.repo_id == repo), None)
 
     def check_language(self, language: str) -> str:
         if language not in self.languages:

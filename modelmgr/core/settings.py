@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # kind (the other one is the fallback). auto: the Hub when HF_ENDPOINT is a mirror and the
     # torch URL above is not. Without any aligner, word times come from Whisper itself.
     align_source: Literal["auto", "torchaudio", "hub"] = "auto"
+    # The speaker diarization pipeline jobs use when they ask for `diarize` (gated on the Hub:
+    # accept its conditions and those of pyannote/segmentation-3.0, then set HF_TOKEN).
+    diarize_model: str = "pyannote/speaker-diarization-3.1"
     # nltk's punkt_tab (whisperx.align needs it), fetched with the alignment models.
     nltk_punkt_url: str = (
         "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/tokenizers/punkt_tab.zip"
