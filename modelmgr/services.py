@@ -53,6 +53,9 @@ class Services:
         manager = factory(settings, catalog, downloads, preload, bus)
         # Delete asks the preload manager whether a model is loaded or leased (API, UI and CLI alike).
         downloads.in_use = lambda spec: preload.is_loaded(spec.id) or preload.in_use(spec.id)
+        # An update's old revision waits for the jobs using it; the last lease's end collects it.
+        downloads.leased = lambda spec: preload.in_use(spec.id)
+        preload.on_leases_ended = downloads.revisions.collect
         return cls(settings, catalog, store, bus, downloads, preload, manager, sizes)
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # headers unless telemetry is off: keep every test away from the real Hub.
 hf_constants.HF_HUB_DISABLE_TELEMETRY = True
 _detect_agent._registry = _detect_agent._EMPTY_REGISTRY
+# No user's `hf auth login` token reaches a test (the studio reads huggingface_hub's token file
+# when no token is set): tests that want a token file monkeypatch this to one of their own.
+NO_TOKEN_FILE = Path(tempfile.gettempdir()) / f"modelmgr-tests-no-token-{os.getpid()}" / "token"
+hf_constants.HF_TOKEN_PATH = str(NO_TOKEN_FILE)
 
 
 @pytest.fixture(scope="session")
@@ -226,3 +231,18 @@ def gated_hub(pyannote_published: FakeHub, hub: FakeHub) -> FakeHub:
 def diarize_settings(gated_hub: FakeHub, tmp_path: Path) -> Settings:
     """Settings with the accepted token, as a user who set HF_TOKEN would have."""
     return hub_settings(gated_hub, tmp_path, hf_token=ACCEPTED_TOKEN)
+
+
+def predownload_diarizer(services: Services) -> None:
+    """The gated pipeline and its models on disk, so no up-front hub probe meets the paused hub."""
+    result = services.downloads.start(DIARIZER)
+    if result.job is not None:
+        assert result.job.done.wait(120) and result.job.status == "downloaded", result.job.error
+    wait_until(
+        lambda: all(
+            services.downloads.describe(services.catalog.get(m))["status"] == "downloaded"
+            for m in (DIARIZER, *services.catalog.get(DIARIZER).parts)
+        ),
+        120,
+        "the diarization models",
+    )

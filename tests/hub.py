@@ -117,6 +117,8 @@ class FakeHub:
         self._gated: dict[str, bool] = {}
         self.accepted_tokens: set[str] = set()  # tokens whose owners accepted the conditions
         self.authorizations: list[str] = []  # every Authorization header the hub was sent
+        # a mirror without hashes: repo id (None: every repo) -> whether files lose their ETags too
+        self._stripped: dict[str | None, bool] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> str:
@@ -169,6 +171,23 @@ class FakeHub:
         (with ``gated: "auto"``); ``api_too`` gates that as well, as some mirrors do."""
         with self._lock:
             self._gated[repo_id] = api_too
+
+    def strip_hashes(self, on: bool = True, *, etags: bool = False, repo_id: str | None = None) -> None:
+        """Answer ``model_info`` like a mirror that lists sizes without hashes (no ``blobId``,
+        no ``lfs``) for ``repo_id`` (None: every repo); the tree API keeps them (``hf cache
+        verify`` reads it). ``etags`` also sends files without ``ETag`` / ``X-Linked-Etag``: no
+        digest anywhere. ``on=False`` forgets the setting for ``repo_id``."""
+        with self._lock:
+            if on:
+                self._stripped[repo_id] = etags
+            else:
+                self._stripped.pop(repo_id, None)
+
+    def _strip(self, repo_id: str) -> tuple[bool, bool]:
+        """(hashes stripped from model_info, ETags stripped from files) for ``repo_id``."""
+        with self._lock:
+            etags = self._stripped.get(repo_id, self._stripped.get(None))
+        return etags is not None, bool(etags)
 
     def _check_gate(self, repo_id: str, authorization: str, api: bool) -> None:
         with self._lock:
@@ -237,6 +256,7 @@ class FakeHub:
         with self._lock:
             self._fails.clear()
             self._cuts.clear()
+            self._stripped.clear()
 
     # -- ranges and redirects (parallel ranged transfers) ----------------------------------
     def set_range_mode(self, mode: str | None) -> None:
@@ -388,6 +408,8 @@ class _Handler(BaseHTTPRequestHandler):
         if kind in (None, "revision"):
             blobs = query.get("blobs", "").lower() in ("1", "true")
             siblings = [f.sibling(p) if blobs else {"rfilename": p} for p, f in files.items()]
+            if blobs and self.hub._strip(repo_id)[0]:  # sizes only, as some mirrors answer
+                siblings = [{"rfilename": s["rfilename"], "size": s["size"]} for s in siblings]
             gated = "auto" if repo_id in self.hub._gated else False
             info = {"_id": sha[:24], "id": repo_id, "modelId": repo_id, "sha": sha,
                     "lastModified": LAST_MODIFIED, "private": False, "gated": gated,
@@ -426,6 +448,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {REPO_COMMIT: sha, "ETag": f'"{f.etag}"'}
         if f.sha256:
             headers |= {"X-Linked-Etag": f'"{f.sha256}"', "X-Linked-Size": str(len(f.data))}
+        if self.hub._strip(repo_id)[1]:
+            headers = {k: v for k, v in headers.items() if k not in ("ETag", "X-Linked-Etag")}
         self._send_file(repo_id, path, f.data, headers)
 
     def _signed(self, raw_path: str) -> None:
@@ -448,7 +472,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_file(self, repo_id: str | None, path: str, data: bytes, headers: dict) -> None:
         """Serve a body honouring Range and the injected faults, pacing and pausing per chunk."""
-        if "ETag" not in headers:  # not setdefault: its argument would hash the whole body every request
+        # Static files only (a repo file's headers are its own); not setdefault: it would hash every body.
+        if repo_id is None and "ETag" not in headers:
             headers["ETag"] = f'"{hashlib.sha256(data).hexdigest()}"'
         headers |= {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
         cut = None

@@ -74,6 +74,8 @@ class Job:
     duration_s: float | None = None
     segments: int | None = None
     text: str | None = None
+    # diarized jobs: [{"id": "SPEAKER_00", "name": "Alice"}, ...] in order of first appearance
+    speakers: list[dict[str, str]] | None = None
     download: dict[str, Any] | None = None  # the model download's progress while downloading
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
@@ -106,6 +108,7 @@ class Job:
             "warnings": list(self.warnings),
             "duration_s": self.duration_s,
             "segments": self.segments,
+            "speakers": self.speakers,
             "download": self.download if self.status == "downloading" else None,
             "error": self.error,
             "created_at": self.created_at,
@@ -192,7 +195,16 @@ def job_from_record(record: dict[str, Any], folder: Path, cls: type[Job] = Job) 
         return None
     for key in ("status", "progress", "device", "batch_size", "error", "created_at", "started_at"):
         setattr(job, key, record.get(key, getattr(job, key)))
-    for key in ("finished_at", "language", "alignment", "align_model", "duration_s", "segments", "text"):
+    for key in (
+        "finished_at",
+        "language",
+        "alignment",
+        "align_model",
+        "duration_s",
+        "segments",
+        "text",
+        "speakers",
+    ):
         setattr(job, key, record.get(key))
     job.warnings = [str(w) for w in record.get("warnings") or ()]
     return job

@@ -14,12 +14,21 @@ from typing import Any, Protocol
 
 from modelmgr.asr.job_record import Job
 from modelmgr.asr.preload import PreloadManager
+from modelmgr.asr.results import speakers_of
 from modelmgr.asr.subtitles import Transcript, write_all
 from modelmgr.core.catalog import Catalog, ModelSpec
-from modelmgr.core.errors import AlignUnavailable, Cancelled, DownloadFailed, InvalidAudio, ModelMgrError
+from modelmgr.core.errors import (
+    AlignUnavailable,
+    Cancelled,
+    DownloadFailed,
+    InvalidAudio,
+    ModelMgrError,
+    from_code,
+)
 from modelmgr.core.events import EventBus
 from modelmgr.core.settings import Settings
 from modelmgr.models.downloads import DownloadManager
+from modelmgr.models.pipeline_parts import pipeline_parts
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +78,7 @@ class JobRunner:
         try:
             spec = self.catalog.get(job.options.model)
             self.download(job, spec)
+            diarizer = self.download_diarizer(job)
             host._set(job, "loading", progress=0.0)
             opts = job.options
             with self.preload.lease(
@@ -84,13 +94,17 @@ class JobRunner:
                     or self.settings.batch_size
                     or (CUDA_BATCH_SIZE if lease.device == "cuda" else CPU_BATCH_SIZE)
                 )
-                transcript = self._pipeline(job, lease)
+                # Loaded before any work, under this lease: deleting it meanwhile is refused (409).
+                pipeline = lease.diarizer(diarizer) if diarizer is not None else None
+                transcript = self._pipeline(job, lease, pipeline)
             job.language, job.duration_s = transcript.language, transcript.duration
             job.alignment = transcript.alignment
             if transcript.alignment != "wav2vec2":
                 job.align_model = None
             job.segments = len(transcript.segments)
             job.text = " ".join(s.text for s in transcript.segments)
+            if diarizer is not None:
+                job.speakers = speakers_of(transcript)
             write_all(transcript, job.folder, "result")
             host._finish(job, "done")
         except Cancelled:
@@ -107,7 +121,8 @@ class JobRunner:
                 job, "error", {"code": "transcription_failed", "message": f"transcription failed: {exc}"}
             )
 
-    def _pipeline(self, job: Job, lease: Any) -> Transcript:
+    def _pipeline(self, job: Job, lease: Any, diarizer: Any | None) -> Transcript:
+        from modelmgr.asr.diarize import SpeakerCounts
         from modelmgr.asr.pipeline import AudioDecodeError, Options, run_pipeline
 
         host, opts = self.host, job.options
@@ -122,7 +137,7 @@ class JobRunner:
         )
 
         def on_stage(name: str) -> None:
-            if name in ("transcribing", "aligning"):
+            if name in ("transcribing", "aligning", "diarizing"):
                 host._set(job, name, progress=0.0)
 
         def on_progress(percent: float) -> None:
@@ -153,6 +168,8 @@ class JobRunner:
                 on_segment=on_segment,
                 on_warning=on_warning,
                 cancel=job.cancel,
+                get_diarizer=None if diarizer is None else lambda: diarizer,
+                speakers=SpeakerCounts(opts.num_speakers, opts.min_speakers, opts.max_speakers),
             )
         except AudioDecodeError as exc:
             raise InvalidAudio(str(exc)) from exc
@@ -189,6 +206,18 @@ class JobRunner:
             "word times come from Whisper instead"
         )
 
+    def download_diarizer(self, job: Job) -> ModelSpec | None:
+        """The job's diarization pipeline, downloaded with every model its config.yaml names (None:
+        the job does not diarize). A gated pipeline without an accepted token fails the job here,
+        before any transcribing, with the error that says what to do."""
+        if not job.options.diarize:
+            return None
+        spec = self.catalog.diarizer(job.options.diarize_model or self.settings.diarize_model)
+        self.download(job, spec)
+        for part in pipeline_parts(self.catalog, self.downloads.store, spec):
+            self.download(job, part)
+        return spec
+
     def download(self, job: Job, spec: ModelSpec) -> None:
         """Fetch ``spec`` (alone) through the DownloadManager, showing its progress on the job."""
         result = self.downloads.start(spec.id, with_align=False)
@@ -204,4 +233,6 @@ class JobRunner:
             job.progress = job.download["percent"]
             self.host._publish(job, throttle=True)
         if download.status != "downloaded":
-            raise DownloadFailed(f"{spec.id} could not be downloaded: {download.error or download.status}")
+            # the download's own error type (auth_required, gated_repo, ...) so the job says what to do
+            message = f"{spec.id} could not be downloaded: {download.error or download.status}"
+            raise from_code(download.error_code or DownloadFailed.code, message)

@@ -43,7 +43,7 @@ from modelmgr.asr.job_record import (
 )
 from modelmgr.asr.job_runner import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, JobRunner
 from modelmgr.asr.job_store import JobStore, expired, retention_cutoff, safe_filename
-from modelmgr.asr.manager import JobManager, NoWorkers, delete_job, snapshot_of
+from modelmgr.asr.manager import JobManager, NoWorkers, delete_job, rename_job_speakers, snapshot_of
 from modelmgr.asr.preload import PreloadManager
 from modelmgr.asr.results import read_transcript, result_file
 from modelmgr.asr.subtitles import Transcript
@@ -109,8 +109,16 @@ class TranscriptionManager(NoWorkers, JobManager):
 
     # --- requests ---
     def validate(self, options: JobOptions) -> JobOptions:
-        """Check every option up front: a bad request changes nothing. Returns them normalised."""
-        return validate_options(self.catalog, options)
+        """Check every option up front: a bad request changes nothing. Returns them normalised.
+
+        A diarizing job whose gated models cannot be had (no token, conditions not accepted) is
+        refused here, with the words that say what to do, not after its transcription. (In
+        cluster mode the workers hold the token, so the web process leaves this to them.)
+        """
+        options = validate_options(self.catalog, options)
+        if options.diarize_model is not None:
+            self.downloads.check_access(options.diarize_model)
+        return options
 
     @staticmethod
     def check_format(fmt: str) -> str:
@@ -174,6 +182,13 @@ class TranscriptionManager(NoWorkers, JobManager):
 
     def transcript(self, job_id: str) -> Transcript:
         return read_transcript(self.get(job_id))
+
+    def rename_speakers(self, job_id: str, names: dict[str, str]) -> Job:
+        return rename_job_speakers(self, job_id, names, self._save_and_publish)
+
+    def _save_and_publish(self, job: Job) -> None:
+        self._save(job)
+        self._publish(job)
 
     # --- running ---
     def run_job(self, job: Job) -> None:

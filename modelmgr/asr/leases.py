@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelmgr.asr.aligners import AlignerLoader
+from modelmgr.asr.diarizers import DiarizerLoader
 from modelmgr.asr.preload_state import BUSY, PreloadState, Request
 from modelmgr.core.catalog import ModelSpec
 from modelmgr.core.errors import Cancelled, ModelBusy, ModelInUse, PreloadFailed
@@ -23,13 +24,22 @@ from modelmgr.core.events import EventBus
 
 
 class Lease:
-    """Loaded models handed to one job: Whisper, its device and (on demand) aligners.
+    """Loaded models handed to one job: Whisper, its device and (on demand) aligners and a diarizer.
 
     Valid only inside the ``with preload.lease(...)`` block that produced it.
     """
 
-    def __init__(self, aligners: AlignerLoader, model_id: str, whisper: Any, device: str, compute_type: str):
+    def __init__(
+        self,
+        aligners: AlignerLoader,
+        diarizers: DiarizerLoader,
+        model_id: str,
+        whisper: Any,
+        device: str,
+        compute_type: str,
+    ):
         self._aligners = aligners
+        self._diarizers = diarizers
         self.model_id = model_id
         self.whisper = whisper
         self.device = device
@@ -42,6 +52,10 @@ class Lease:
         """
         return self._aligners.for_job(spec, language, self.device)
 
+    def diarizer(self, spec: ModelSpec) -> Any:
+        """The diarization pipeline ``spec`` loaded on this lease's device (its files on disk)."""
+        return self._diarizers.for_job(spec, self.device)
+
 
 class LeaseDesk:
     """Hands out leases on the ready models and takes them back (``shared.leases`` counts them)."""
@@ -51,6 +65,7 @@ class LeaseDesk:
         changed: threading.Condition,
         shared: PreloadState,
         aligners: AlignerLoader,
+        diarizers: DiarizerLoader,
         start: Callable[..., dict[str, Any]],
         bus: EventBus,
     ) -> None:
@@ -59,6 +74,7 @@ class LeaseDesk:
         self._changed = changed
         self._shared = shared
         self._aligners = aligners
+        self._diarizers = diarizers
         self._start = start  # PreloadManager.start: a lease that finds nothing loaded starts a preload
         self._bus = bus
 
@@ -80,7 +96,9 @@ class LeaseDesk:
                 if shared.state == "ready" and shared.serves_locked(spec.id, request.device):
                     shared.leases += 1
                     self._changed.notify_all()
-                    lease = Lease(self._aligners, spec.id, shared.whisper, request.device, compute_type)
+                    lease = Lease(
+                        self._aligners, self._diarizers, spec.id, shared.whisper, request.device, compute_type
+                    )
                     status = shared.status_locked()
                     break
                 ours = shared.request == request
@@ -106,10 +124,12 @@ class LeaseDesk:
         self._bus.publish("preload", status)
         return lease
 
-    def release(self) -> None:
-        """Give one lease back (the end of a ``with preload.lease(...)`` block)."""
+    def release(self) -> int:
+        """Give one lease back (the end of a ``with preload.lease(...)`` block); returns those left."""
         with self._changed:
             self._shared.leases -= 1
+            left = self._shared.leases
             self._changed.notify_all()
             status = self._shared.status_locked()
         self._bus.publish("preload", status)
+        return left

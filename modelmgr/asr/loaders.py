@@ -10,7 +10,10 @@ through importing torch, and a half-imported module has no ``cuda`` yet).
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +36,7 @@ class Heavy:
 # has returned, so a reader that sees it non-None sees fully initialised modules.
 _import_lock = threading.Lock()
 _heavy: Heavy | None = None
+_pyannote: ModuleType | None = None  # pyannote.audio, imported on the first diarization only (also under it)
 
 
 def heavy() -> Heavy:
@@ -51,6 +55,64 @@ def heavy() -> Heavy:
 
             _heavy = Heavy(torch, faster_whisper, whisperx)
     return _heavy
+
+
+def pyannote() -> ModuleType:
+    """pyannote.audio, imported once after torch (seconds more; only jobs that diarize pay it)."""
+    global _pyannote
+    heavy()
+    if _pyannote is not None:
+        return _pyannote
+    with _import_lock:
+        if _pyannote is None:
+            import pyannote.audio
+
+            _pyannote = pyannote.audio
+    return _pyannote
+
+
+@contextmanager
+def pyannote_checkpoints() -> Iterator[None]:
+    """Let ``torch.load(weights_only=True)`` read pyannote checkpoints, for this block only.
+
+    Since torch 2.6 ``torch.load`` unpickles plain tensors and containers only; pyannote's
+    checkpoints also hold its task specifications (a dataclass and two enums) and the torch
+    version they were saved with. Exactly those four classes are allowed, inside this block:
+    the safety stays on for every other class, and for the whole process outside it
+    (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` is never set).
+    """
+    torch = heavy().torch
+    pyannote()
+    from pyannote.audio.core.task import Problem, Resolution, Specifications
+    from torch.torch_version import TorchVersion
+
+    with torch.serialization.safe_globals([TorchVersion, Specifications, Problem, Resolution]):
+        yield
+
+
+def load_diarizer(config: Path, models: dict[str, Path], device: str) -> Any:
+    """A pyannote pipeline from its downloaded config.yaml, its models replaced by local files.
+
+    ``models`` maps each repo id the config names to that model's downloaded checkpoint, so
+    pyannote reads files and never calls the Hub (no token, no second downloader).
+    """
+    import yaml
+
+    torch = heavy().torch
+    Pipeline = pyannote().Pipeline  # noqa: N806 (pyannote's class)
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    params = data["pipeline"].setdefault("params", {})
+    for key, value in list(params.items()):
+        if isinstance(value, str) and value in models:
+            params[key] = str(models[value])
+    with tempfile.TemporaryDirectory(prefix="diarizer-") as folder:
+        resolved = Path(folder) / "config.yaml"
+        resolved.write_text(yaml.safe_dump(data), encoding="utf-8")
+        with pyannote_checkpoints():
+            pipeline = Pipeline.from_pretrained(str(resolved))
+    if pipeline is None:  # pyannote prints and returns None when a model cannot be had
+        raise PreloadFailed(f"pyannote could not build the pipeline from {config}")
+    return pipeline.to(torch.device(device))
 
 
 def torch_ready() -> ModuleType | None:

@@ -74,6 +74,7 @@ class PreloadWorker:
                 reuse = shared.whisper_info == info
                 whisper = shared.whisper if reuse else None
                 kept = dict(shared.aligners) if shared.device == device else {}
+                kept_diarizers = dict(shared.diarizers) if shared.device == device else {}
             if whisper is None:
                 whisper = loaders.load_whisper(whisper_path, device, compute_type)
             align_spec, align_error = None, None
@@ -85,6 +86,7 @@ class PreloadWorker:
                     shared.loads += 1
                 shared.whisper, shared.device, shared.whisper_info = whisper, device, info
                 shared.aligners = kept
+                shared.diarizers = kept_diarizers
                 shared.align_info = (
                     {"id": align_spec.id, "language": request.language} if align_spec is not None else None
                 )

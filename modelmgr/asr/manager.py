@@ -6,9 +6,9 @@ Celery workers run them, Redis holds their records). The web layer and the CLI a
 against this protocol only, so they cannot come to depend on one mode's internals, and what a
 manager must offer is written down in one place.
 
-It also holds the two requests whose logic is the same in terms of this surface whichever
-manager answers (``snapshot_of``, ``delete_job``), and ``NoWorkers``: the cluster part of the
-surface for a manager that has no workers.
+It also holds the requests whose logic is the same in terms of this surface whichever
+manager answers (``snapshot_of``, ``delete_job``, ``rename_job_speakers``), and ``NoWorkers``:
+the cluster part of the surface for a manager that has no workers.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from modelmgr.asr.job_record import FINISHED, Job, JobOptions
+from modelmgr.asr.results import rename_result_speakers, speakers_of
 from modelmgr.asr.subtitles import Transcript
 from modelmgr.core.errors import InvalidInput
 from modelmgr.core.settings import Settings
@@ -79,6 +80,10 @@ class JobManager(Protocol):
 
     def transcript(self, job_id: str) -> Transcript:
         """The transcript of a finished job (ResultNotReady before)."""
+        ...
+
+    def rename_speakers(self, job_id: str, names: dict[str, str]) -> Job:
+        """Name a diarized job's speakers (``{"SPEAKER_00": "Alice"}``); every format is rendered again."""
         ...
 
     # --- the workers (cluster mode; the web layer asks only when ``services.distributed``) ---
@@ -148,3 +153,15 @@ def delete_job(
             return "cancelling"
     remove(job)
     return "deleted"
+
+
+def rename_job_speakers(
+    manager: JobManager, job_id: str, names: dict[str, str], save: Callable[[Job], None]
+) -> Job:
+    """``manager.rename_speakers``: rename in the results, then record the names on the job (``save``
+    stores and publishes it, wherever this manager keeps its records)."""
+    job = manager.get(job_id)
+    transcript = rename_result_speakers(job, names)
+    job.speakers = speakers_of(transcript)
+    save(job)
+    return job

@@ -1,4 +1,4 @@
-"""Transcription pipeline: decode -> faster-whisper -> whisperx alignment -> Transcript.
+"""Transcription pipeline: decode -> faster-whisper -> whisperx alignment -> (diarization) -> Transcript.
 
 torch, whisperx, faster_whisper and nltk are imported inside the functions:
 importing this module must stay cheap (the UI imports it at start-up, and the
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from modelmgr.asr.diarize import SpeakerCounts, assign_speakers, diarize
 from modelmgr.asr.subtitles import Segment, Transcript, Word
 from modelmgr.core.errors import AlignUnavailable, Cancelled
 
@@ -504,8 +505,11 @@ def run_pipeline(
     on_segment: Callable[[dict], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
     cancel: threading.Event | None = None,
+    get_diarizer: Callable[[], Any] | None = None,
+    speakers: SpeakerCounts | None = None,
 ) -> Transcript:
-    """decode -> (aligner) -> transcribe -> align; reports "decoding", "transcribing", "aligning", "done".
+    """decode -> (aligner) -> transcribe -> align -> (diarize); reports "decoding", "transcribing",
+    "aligning", "diarizing", "done".
 
     ``audio_path`` may also be an already decoded 16 kHz float32 array.
 
@@ -519,6 +523,8 @@ def run_pipeline(
     word timestamps no aligner is asked for at all. Translations are always timed by
     Whisper: a wav2vec2 aligner of the spoken language cannot align English text.
     ``Transcript.alignment`` says which of "wav2vec2", "whisper" or "none" timed the words.
+    With ``get_diarizer`` (a loaded pyannote pipeline), the decoded audio is diarized last and
+    every segment and timed word gets its ``speaker`` (``speakers``: pyannote's count hints).
     """
     if device != "cpu" and not device.startswith("cuda"):
         raise ValueError(f"device must be resolved to cpu or cuda before the pipeline runs, not {device!r}")
@@ -562,10 +568,20 @@ def run_pipeline(
     )
     duration = _duration(audio)
     text_language = "en" if translating else used_language
+
+    def speakers_of(transcript: Transcript) -> Transcript:
+        if get_diarizer is None or not transcript.segments:
+            return transcript
+        stage("diarizing")
+        counts = speakers or SpeakerCounts()
+        turns = diarize(get_diarizer(), audio, counts, on_progress=on_progress, cancel=cancel)
+        return assign_speakers(transcript, turns)
+
     if not opts.word_timestamps:
         transcript = _finish(
             [_plain_segment(seg, (0.0, duration)) for seg in segments], text_language, duration
         )
+        transcript = speakers_of(transcript)
         stage("done")
         return dataclasses.replace(transcript, language=used_language)
     if segments and not asked and not translating:  # the language was only known after decoding
@@ -581,6 +597,7 @@ def run_pipeline(
         # No wav2vec2 aligner for this text: Whisper's own word times (evenly spread if it gave none).
         transcript = unaligned_transcript(segments, text_language, duration)
         method = "whisper" if any(seg.get("words") for seg in segments) else "none"
+    transcript = speakers_of(transcript)
     stage("done")
     # The aligner may serve a related language (e.g. a "zh" model for "yue"); the
     # transcript reports the language Whisper heard.

@@ -31,6 +31,7 @@ from typing import Any
 
 from modelmgr.asr import loaders
 from modelmgr.asr.aligners import AlignerLoader
+from modelmgr.asr.diarizers import DiarizerLoader
 from modelmgr.asr.leases import Lease, LeaseDesk
 from modelmgr.asr.loading import PreloadWorker, wait_downloaded
 from modelmgr.asr.preload_state import BUSY, PreloadState, Request
@@ -66,7 +67,11 @@ class PreloadManager:
         self._worker = PreloadWorker(
             self._changed, self._shared, catalog, store, downloads, self._aligners, bus
         )
-        self._desk = LeaseDesk(self._changed, self._shared, self._aligners, self.start, bus)
+        self._diarizers = DiarizerLoader(self._lock, self._shared, catalog, store, bus)
+        self._desk = LeaseDesk(self._changed, self._shared, self._aligners, self._diarizers, self.start, bus)
+        # Called (outside the lock) when the last lease is given back: Services hands it the
+        # download manager's collection of old revisions that waited for the jobs to end.
+        self.on_leases_ended: Callable[[], object] = lambda: None
 
     @property
     def loads(self) -> int:
@@ -143,7 +148,8 @@ class PreloadManager:
         try:
             yield lease
         finally:
-            self._desk.release()
+            if self._desk.release() == 0:
+                self.on_leases_ended()
 
     def clear_cache(self) -> dict[str, Any]:
         shared = self._shared
@@ -155,6 +161,7 @@ class PreloadManager:
             unloaded = shared.loaded_ids_locked()
             shared.whisper = None
             shared.aligners.clear()
+            shared.diarizers.clear()
             shared.whisper_info = shared.align_info = shared.align_error = None
             shared.state, shared.request, shared.error, shared.loaded_at = "idle", None, None, None
             self._changed.notify_all()
@@ -175,7 +182,8 @@ class PreloadManager:
         return {"freed": freed, "status": status}
 
     def is_loaded(self, model_id: str) -> bool:
-        """True for the loaded Whisper model and every loaded aligner (preloaded or on demand)."""
+        """True for the loaded Whisper model, every loaded aligner (preloaded or on demand) and every
+        loaded diarization pipeline with the models inside it."""
         with self._lock:
             return model_id in self._shared.loaded_ids_locked()
 

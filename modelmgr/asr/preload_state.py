@@ -32,6 +32,13 @@ class LoadedAligner:
     metadata: dict
 
 
+@dataclass
+class LoadedDiarizer:
+    spec_id: str  # the pipeline
+    part_ids: tuple[str, ...]  # the models it runs (loaded inside it: deleting them is refused too)
+    model: Any
+
+
 @dataclass(eq=False)
 class PreloadState:
     """Every field is guarded by ``PreloadManager._lock`` (read and written only under it)."""
@@ -45,6 +52,7 @@ class PreloadState:
     aligners: dict[str, LoadedAligner] = field(default_factory=dict)  # language -> aligner on self.device
     align_info: dict[str, Any] | None = None  # the aligner the preload request asked for
     align_error: str | None = None  # why that aligner could not be had (Whisper times words)
+    diarizers: dict[str, LoadedDiarizer] = field(default_factory=dict)  # pipeline id -> loaded on self.device
     loaded_at: float | None = None
     memory: dict[str, Any] = field(default_factory=dict)
     leases: int = 0  # jobs using the loaded models right now
@@ -74,7 +82,10 @@ class PreloadState:
 
     def loaded_ids_locked(self) -> list[str]:
         ids = [self.whisper_info["id"]] if self.whisper_info else []
-        return ids + [a.spec_id for a in self.aligners.values() if a.spec_id not in ids]
+        ids += [a.spec_id for a in self.aligners.values() if a.spec_id not in ids]
+        for diarizer in self.diarizers.values():
+            ids += [i for i in (diarizer.spec_id, *diarizer.part_ids) if i not in ids]
+        return ids
 
     def status_locked(self) -> dict[str, Any]:
         request = self.request
@@ -87,6 +98,7 @@ class PreloadState:
             "align": self.align_info,
             "align_error": self.align_error,
             "aligners": [{"id": a.spec_id, "language": a.language} for a in self.aligners.values()],
+            "diarizers": [{"id": d.spec_id, "models": list(d.part_ids)} for d in self.diarizers.values()],
             "device": self.device if self.state == "ready" else None,
             "leases": self.leases,
             "loaded_at": self.loaded_at,

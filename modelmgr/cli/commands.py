@@ -40,6 +40,7 @@ from modelmgr.asr.manager import JobManager
 from modelmgr.cli.client import ServerError, ServerUnreachable, StudioClient
 from modelmgr.core.errors import InvalidInput, ModelMgrError, ModelNotFound, NotDownloading
 from modelmgr.core.settings import Settings
+from modelmgr.models.manifests import verify_verdict
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = """exit codes:
@@ -49,6 +50,9 @@ EXIT_CODES = """exit codes:
   3    the server cannot be reached or refused the token (--url)
   130  interrupted"""
 IN_FLIGHT = frozenset({"queued", "downloading", "verifying"})
+# The hub's refusals, passed on by the server with 401/403 like the studio's own (unauthorized,
+# forbidden_host, cross_origin: exit 3): these are a failed operation (exit 1), told apart by code.
+HUB_REFUSALS = frozenset({"auth_required", "gated_repo", "access_denied"})
 ENDED = frozenset({"downloaded", "error", "cancelled"})
 BUNDLE_GRACE_S = 3.0  # a bundled alignment download starts right after its Whisper model ends
 
@@ -75,7 +79,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     width = max(len(m["id"]) for m in rows) if rows else 10
     for m in rows:
         size = _human(m["size_bytes"])
-        print(f"{m['id']:<{width}}  {m['kind']:<7}  {m['language'] or '-':<4}  {size:>8}  {m['status']}")
+        print(f"{m['id']:<{width}}  {m['kind']:<11}  {m['language'] or '-':<4}  {size:>8}  {m['status']}")
 
 
 def _languages(args: argparse.Namespace) -> list[str] | None:
@@ -92,6 +96,16 @@ def _input_files(args: argparse.Namespace) -> list[Path]:
         if not path.is_file():
             raise InvalidInput(f"{path}: no such file")
     return files
+
+
+def _diarize_fields(args: argparse.Namespace) -> dict[str, str]:
+    """The diarization options as the jobs API's form fields (the server checks them, as in-process)."""
+    fields = {"diarize": "true"} if args.diarize else {}
+    for name in ("num_speakers", "min_speakers", "max_speakers", "diarize_model"):
+        value = getattr(args, name)
+        if value is not None:
+            fields[name] = str(value)
+    return fields
 
 
 def _job_bar(name: str) -> tqdm:
@@ -150,6 +164,8 @@ class Local:
         if result.job is None and not args.no_align:  # already here: its alignment models may be on their way
             specs = services.catalog.align_models_for(services.catalog.get(args.model), languages or [])
             bundle = tuple(s.id for s in specs)
+        if result.job is None and services.catalog.get(args.model).is_diarizer:  # its models may be coming
+            bundle = tuple(services.downloads.describe(services.catalog.get(args.model))["parts"])
         for align_id in bundle:
             # The bundle starts when the Whisper job ends; give it a moment to register.
             deadline = time.monotonic() + 10
@@ -168,11 +184,17 @@ class Local:
         return EXIT_OK
 
     def verify(self, args: argparse.Namespace) -> int:
-        problems = self.services.store.verify(self.services.catalog.get(args.model))
+        spec = self.services.catalog.get(args.model)
+        problems = self.services.store.verify(spec)
         for problem in problems:
             _say(problem)
-        print(f"{args.model}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
-        return EXIT_OK if not problems else EXIT_FAILED
+        if problems:
+            print(f"{args.model}: {len(problems)} problem(s)")
+            return EXIT_FAILED
+        # "ok" only when every file matched a digest: a size match is said to be no more than that
+        result, message = verify_verdict(self.services.store.load_manifest(spec), problems)
+        print(f"{args.model}: {'ok' if result == 'verified' else message}")
+        return EXIT_OK
 
     def cancel(self, args: argparse.Namespace) -> int:
         _say("cancel stops a download on a running server: give --url (or MODELMGR_URL)")
@@ -191,6 +213,11 @@ class Local:
             batch_size=args.batch_size,
             initial_prompt=args.prompt,
             formats=formats,
+            diarize=args.diarize,
+            num_speakers=args.num_speakers,
+            min_speakers=args.min_speakers,
+            max_speakers=args.max_speakers,
+            diarize_model=args.diarize_model,
         )
         files = _input_files(args)
         out = Path(args.out)
@@ -384,6 +411,7 @@ class Remote:
                 model = answer["model"]
                 followed.append(model["id"])
                 states[model["id"]] = {**states.get(model["id"], {}), **model}
+                followed.extend(model.get("parts") or [])  # a diarization pipeline brings its models
                 if not args.no_align:
                     wanted = set(model.get("align_models") or [])
                     if languages:  # the alignment models of the asked languages, as the server bundles them
@@ -447,6 +475,7 @@ class Remote:
             fields["batch_size"] = str(args.batch_size)
         if args.prompt:
             fields["initial_prompt"] = args.prompt
+        fields.update(_diarize_fields(args))
         jobs: dict[str, tuple[Path, dict]] = {}
         bars: dict[str, tqdm] = {}
 
@@ -564,6 +593,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, help="batched inference (default: 16 on CUDA, 8 on CPU, as measured)"
     )
     p.add_argument("--prompt", help="initial prompt: names, spellings, style")
+    p.add_argument(
+        "--diarize", action="store_true", help="say who spoke when (pyannote; a gated model: HF_TOKEN)"
+    )
+    p.add_argument("--num-speakers", type=int, metavar="N", help="with --diarize: exactly N speakers")
+    p.add_argument("--min-speakers", type=int, metavar="N", help="with --diarize: at least N speakers")
+    p.add_argument("--max-speakers", type=int, metavar="N", help="with --diarize: at most N speakers")
+    p.add_argument(
+        "--diarize-model", metavar="ID", help="with --diarize: the pipeline (default: MODELMGR_DIARIZE_MODEL)"
+    )
     sub.add_parser("worker", help="distributed mode: run transcription jobs from Redis (see `worker --help`)")
     return parser
 
@@ -594,7 +632,7 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
         return EXIT_FAILED
     except ServerError as exc:
         _say(f"error: {exc.message} ({exc.code}, HTTP {exc.status})")
-        if exc.status in (401, 403):
+        if exc.status in (401, 403) and exc.code not in HUB_REFUSALS:  # the studio refused us
             return EXIT_UNREACHABLE
         return EXIT_BAD_INPUT if exc.status in (400, 404, 413, 422) else EXIT_FAILED
     except ServerUnreachable as exc:

@@ -14,7 +14,7 @@ Hierarchy (HTTP status is mapped in ``web/http_errors.py``, nowhere else)::
     ├── ResultNotReady          the job has not finished (or failed)     -> 409
     ├── NotDownloading          cancel of something not in flight        -> 409
     ├── ModelBusy               delete while loaded/downloading, ...     -> 409
-    ├── Unauthorized            missing/wrong auth token                 -> 401
+    ├── Unauthorized            missing/wrong studio auth token          -> 401 (code unauthorized)
     ├── PayloadTooLarge         request body over the limit              -> 413
     ├── DiskFull                not enough free space for a download     -> 507
     ├── ModelInUse              a job holds a lease on the model         -> 409
@@ -23,7 +23,11 @@ Hierarchy (HTTP status is mapped in ``web/http_errors.py``, nowhere else)::
     │   ├── HubTimeout          connected, then no answer in time        -> 504
     │   ├── Offline             offline mode and the files are missing   -> 503
     │   ├── RemoteNotFound      the hub says the repo/file is gone
-    │   ├── AccessDenied        gated/private repo, token missing        -> 403
+    │   ├── AccessDenied        the hub refused us (private repo, ...)   -> 403
+    │   │   ├── AuthRequired    gated repo and no token (or one the hub rejects) -> 401
+    │   │   └── GatedRepo       the token's owner has not accepted the repo's conditions -> 403
+    │   ├── TokenUnreadable     the Hugging Face token file cannot be read -> 503
+    │   │                       (a server-side fault the operator fixes; public models still download)
     │   └── IntegrityError      size or hash mismatch after transfer
     ├── PreloadFailed           loading weights failed                   -> 500
     ├── AlignUnavailable        no aligner for the language could be had -> 503
@@ -127,6 +131,25 @@ class RemoteNotFound(DownloadFailed):
 
 class AccessDenied(DownloadFailed):
     code = "access_denied"
+
+
+class AuthRequired(AccessDenied):
+    """401 from the hub: a gated repo and no token, or a token the hub does not accept.
+
+    Not ``Unauthorized`` (the studio's own token): clients tell the two apart by ``code``.
+    """
+
+    code = "auth_required"
+
+
+class GatedRepo(AccessDenied):
+    """403 from the hub: the token is valid, but its owner has not accepted the repo's conditions."""
+
+    code = "gated_repo"
+
+
+class TokenUnreadable(DownloadFailed):
+    code = "token_unreadable"
 
 
 class IntegrityError(DownloadFailed):

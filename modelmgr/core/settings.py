@@ -29,7 +29,8 @@ class CustomModel(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MODELMGR_", extra="ignore")
+    # populate_by_name: Settings(offline=True) in code means what it says (not only MODELMGR_OFFLINE)
+    model_config = SettingsConfigDict(env_prefix="MODELMGR_", extra="ignore", populate_by_name=True)
 
     # --- server ---
     host: str = "127.0.0.1"  # interface to listen on (0.0.0.0: every interface; then set a token)
@@ -57,7 +58,8 @@ class Settings(BaseSettings):
     )
     # The hub cache itself (default: $HF_HOME/hub).
     hf_hub_cache: Path | None = Field(None, validation_alias=_alias("HF_HUB_CACHE", "HF_HUB_CACHE"))
-    # Token for gated or private repos (sent only to the hub endpoint).
+    # Token for gated or private repos (sent only to the hub endpoint); unset: huggingface_hub's
+    # token file ($HF_HOME/token or HF_TOKEN_PATH, written by `hf auth login`).
     hf_token: SecretStr | None = Field(None, validation_alias=_alias("HF_TOKEN", "HF_TOKEN"))
     # Never reach out: missing models report an `offline` error.
     offline: bool = Field(False, validation_alias=_alias("OFFLINE", "HF_HUB_OFFLINE"))

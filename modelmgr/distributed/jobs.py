@@ -36,7 +36,7 @@ from modelmgr.asr.job_record import (
     stored_record,
 )
 from modelmgr.asr.job_store import JobStore, expired, retention_cutoff
-from modelmgr.asr.manager import JobManager, delete_job, snapshot_of
+from modelmgr.asr.manager import JobManager, delete_job, rename_job_speakers, snapshot_of
 from modelmgr.asr.preload import PreloadManager
 from modelmgr.asr.results import read_transcript, result_file
 from modelmgr.asr.subtitles import Transcript
@@ -82,7 +82,7 @@ class RemoteJob(Job):
         for key in ("status", "progress", "device", "batch_size", "error", "started_at", "finished_at"):
             if key in data:
                 setattr(self, key, data[key])
-        for key in ("language", "duration_s", "segments", "download", "worker", "queue"):
+        for key in ("language", "duration_s", "segments", "speakers", "download", "worker", "queue"):
             if key in data:
                 setattr(self, key, data[key])
         if data.get("text") is not None:
@@ -269,6 +269,7 @@ class RemoteTranscriptionManager(JobManager):
         self.control = WorkerControl(catalog, self.state, self.celery)
         self.live = LiveJobs()
         self._positions: tuple[float, dict[str, int]] = (0.0, {})
+        self._indexed = False  # the queued index checked (rebuilt where missing) by this process
         self._relay: Any = None
         # How long a job must look stranded before it is re-queued: several missed heartbeats, so a
         # worker that is only slow (or Redis that restarted and lost a claim) is not taken for dead.
@@ -276,6 +277,7 @@ class RemoteTranscriptionManager(JobManager):
 
     # --- lifecycle ---
     def start(self) -> None:
+        self._ensure_queue_index()
         if self._relay is None:
             from modelmgr.distributed.relay import Relay
 
@@ -315,6 +317,7 @@ class RemoteTranscriptionManager(JobManager):
             if isinstance(exc, QueueUnavailable):
                 raise
             raise QueueUnavailable(f"the job could not be queued: {exc}") from exc
+        self._positions = (0.0, {})  # this process's listings show it at once
         self._publish(job)
         return job
 
@@ -343,12 +346,12 @@ class RemoteTranscriptionManager(JobManager):
             return []  # the UI and SSE snapshots still draw; health says why
 
     def queue_positions(self) -> dict[str, int]:
-        """Queued jobs in submission order (all queues together), cached briefly: listings ask per job."""
+        """Queued jobs in submission order (all queues together), from Redis's index of them (no
+        record is read); cached briefly: listings ask per job."""
         at, positions = self._positions
         if time.monotonic() - at < 0.5:
             return positions
-        queued = sorted((j for j in self.jobs(500) if j.status == "queued"), key=lambda j: j.created_at)
-        positions = {job.id: i + 1 for i, job in enumerate(queued)}
+        positions = {job_id: i + 1 for i, job_id in enumerate(self.state.queued())}
         self._positions = (time.monotonic(), positions)
         return positions
 
@@ -363,6 +366,7 @@ class RemoteTranscriptionManager(JobManager):
         if self.state.claim_owner(job_id) is None:
             job.cancel_requested = True
             self._finish(job, "cancelled")
+            self._positions = (0.0, {})
         return job
 
     def delete(self, job_id: str) -> str:
@@ -370,6 +374,7 @@ class RemoteTranscriptionManager(JobManager):
 
     def _remove(self, job: Job) -> None:
         self.state.remove(job.id)
+        self._positions = (0.0, {})
         self.live.discard(job.id)
         self.store.remove(job.folder)
         self.state.publish("transcription", {**job.describe(), "deleted": True}, ORIGIN_WEB)
@@ -380,6 +385,13 @@ class RemoteTranscriptionManager(JobManager):
 
     def transcript(self, job_id: str) -> Transcript:
         return read_transcript(self.get(job_id))
+
+    def rename_speakers(self, job_id: str, names: dict[str, str]) -> Job:
+        return rename_job_speakers(self, job_id, names, self._save_and_publish)
+
+    def _save_and_publish(self, job: Job) -> None:
+        self._save(job)
+        self._publish(job)
 
     # --- the workers ---
     def health(self) -> dict[str, Any]:
@@ -423,6 +435,19 @@ class RemoteTranscriptionManager(JobManager):
     def _finish(self, job: Job, status: str, error: dict[str, str] | None = None) -> None:
         finish_job(job, status, error, self._save, self._publish)
 
+    def _ensure_queue_index(self) -> None:
+        """Rebuild the queued-jobs index from the records where it is missing (once per process)."""
+        if self._indexed:
+            return
+        try:
+            rebuilt = self.state.ensure_queue_index()
+        except QueueUnavailable as exc:  # the sweep tries again
+            log.warning("could not check the queued-jobs index: %s", exc.message)
+            return
+        self._indexed = True
+        if rebuilt:
+            log.info("rebuilt the queued-jobs index from the job records: %d queued", rebuilt)
+
     # --- the relay thread's upkeep ---
     def _reconcile(self) -> None:
         """Re-queue stranded jobs, then re-read the live ones from Redis."""
@@ -443,10 +468,13 @@ class RemoteTranscriptionManager(JobManager):
     def _sweep(self) -> None:
         """Remove finished jobs (records and files) older than the retention period.
 
-        Every web replica sweeps (from its relay thread); removing twice is harmless.
+        Every web replica sweeps (from its relay thread); removing twice is harmless. It also
+        drops queued-index members whose record is gone or no longer queued.
         """
         cutoff = retention_cutoff(self.settings)
+        self._ensure_queue_index()
         try:
+            self.state.prune_queue_index()  # members whose record went by another way
             for record in self.state.load_many(self.state.created_before(cutoff)):
                 if expired(record["status"], record.get("finished_at"), cutoff):
                     self.state.remove(record["id"])

@@ -5,6 +5,10 @@ Keys (all under ``modelmgr:``):
 * ``job:<id>``     a hash: ``record`` (the job as JSON, as ``job.json`` holds it), ``status``,
                    ``cancel`` ("1" once someone asked), ``attempt`` (how many workers started it).
 * ``jobs``         a sorted set of job ids by creation time: the index for listings.
+* ``queued``       a sorted set of the ids of jobs whose record says ``queued``, by creation time:
+                   queue positions without reading records. ``save`` and ``remove`` keep it in
+                   step with the records (same transaction); ``ensure_queue_index`` rebuilds it
+                   from them where it is missing (Redis data from before it existed).
 * ``claim:<id>``   the worker running the job, with a short TTL its heartbeat renews. A second
                    delivery of the same job (a re-queued message) finds the claim and does not run
                    it twice; once the owner is gone the claim expires and the delivery takes over.
@@ -35,12 +39,31 @@ from modelmgr.core.settings import Settings
 
 PREFIX = "modelmgr:"
 CHANNEL = PREFIX + "events"
+QUEUED = PREFIX + "queued"
 
 # Compare-and-renew / compare-and-delete: only the owner touches its claim.
 _RENEW = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
 )
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+# The queued index, a chunk at a time (KEYS[1] the index, KEYS[2..] the jobs' hashes), atomic with
+# respect to ``save``: add the jobs (ARGV: id, created_at, ...) whose record says queued now, or
+# drop the members (ARGV: ids) whose record does not (gone, or written by a version without it).
+_INDEX = """local n = 0
+for i = 2, #KEYS do
+  if redis.call('hget', KEYS[i], 'status') == 'queued' then
+    redis.call('zadd', KEYS[1], ARGV[2 * i - 2], ARGV[2 * i - 3]); n = n + 1
+  end
+end
+return n"""
+_PRUNE = """local n = 0
+for i = 2, #KEYS do
+  if redis.call('hget', KEYS[i], 'status') ~= 'queued' then
+    n = n + redis.call('zrem', KEYS[1], ARGV[i - 1])
+  end
+end
+return n"""
+_CHUNK = 500
 
 
 def connect(settings: Settings) -> redis.Redis:
@@ -79,6 +102,10 @@ class SharedState:
             key = _job(record["id"])
             pipe.hset(key, mapping={"record": json.dumps(record), "status": record["status"]})
             pipe.zadd(PREFIX + "jobs", {record["id"]: record["created_at"]})
+            if record["status"] == "queued":  # submitted, or re-queued after its worker was lost
+                pipe.zadd(QUEUED, {record["id"]: record["created_at"]})
+            else:  # a worker runs it (its first stage), or it finished
+                pipe.zrem(QUEUED, record["id"])
             pipe.execute()
 
     def load(self, job_id: str) -> dict[str, Any] | None:
@@ -109,9 +136,51 @@ class SharedState:
             pipe = self.redis.pipeline()
             pipe.delete(_job(job_id), PREFIX + f"claim:{job_id}")
             pipe.zrem(PREFIX + "jobs", job_id)
+            pipe.zrem(QUEUED, job_id)
             pipe.srem(PREFIX + "claimed", job_id)
             pipe.srem(PREFIX + "routed", job_id)
             pipe.execute()
+
+    # --- the queued index ---
+    def queued(self) -> list[str]:
+        """Ids of the queued jobs (all queues together), oldest first: no record is read."""
+        with self._guard():
+            return list(self.redis.zrange(QUEUED, 0, -1))
+
+    def ensure_queue_index(self) -> int | None:
+        """Rebuild the queued index from the job records if it is missing.
+
+        Returns how many queued jobs it found, or None when the index was there. Where no job is
+        queued the index does not exist either, and this reads every job's status once (at a web
+        process's start). Two processes rebuilding at once add the same members.
+        """
+        with self._guard():
+            if self.redis.exists(QUEUED):
+                return None
+            found = 0
+            chunk: list[tuple[str, float]] = []
+            for item in self.redis.zscan_iter(PREFIX + "jobs", count=_CHUNK):
+                chunk.append(item)
+                if len(chunk) >= _CHUNK:
+                    found += self._index(chunk)
+                    chunk = []
+            return found + (self._index(chunk) if chunk else 0)
+
+    def _index(self, chunk: list[tuple[str, float]]) -> int:
+        keys = [QUEUED, *(_job(job_id) for job_id, _ in chunk)]
+        args = [value for job_id, created in chunk for value in (job_id, repr(created))]
+        return int(self.redis.eval(_INDEX, len(keys), *keys, *args))
+
+    def prune_queue_index(self) -> int:
+        """Drop members whose record is gone or no longer queued (the retention sweep's upkeep)."""
+        with self._guard():
+            removed = 0
+            ids = self.queued()
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                keys = [QUEUED, *(_job(job_id) for job_id in chunk)]
+                removed += int(self.redis.eval(_PRUNE, len(keys), *keys, *chunk))
+            return removed
 
     def next_attempt(self, job_id: str) -> int:
         with self._guard():

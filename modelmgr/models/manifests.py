@@ -6,6 +6,11 @@ apart from the cache layout because it is our record, not huggingface_hub's: its
 in our state dir, and writing it is where a full disk is first met (so a failed write must
 leave no half or empty file behind). huggingface_hub's own record of a revision
 (``trees/<commit>.json``) is read into the same shape by ``manifest_from_hf_tree``.
+
+**Integrity.** A file's digest is its LFS sha256 or its git blob id, from the hub's file list;
+a mirror that lists sizes only has it taken from the file's ETag (``digest_from_etag``). A file
+with neither is *size-only*: nothing can tell a same-size corrupt copy from a good one, and
+``verify_verdict`` never calls such a file verified.
 """
 
 from __future__ import annotations
@@ -15,11 +20,17 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 from modelmgr.core.catalog import ModelSpec
 from modelmgr.core.errors import DiskFull
+
+Integrity = Literal["digest", "mixed", "size-only"]  # what verify can check: see Manifest.integrity
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_GIT_SHA1 = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -46,8 +57,12 @@ class FileEntry:
 
     @property
     def etag(self) -> str:
-        """The blob name huggingface_hub uses: sha256 for LFS files, else the git id."""
-        return self.sha256 or self.git_sha1 or f"size-{self.size}"
+        """The blob name huggingface_hub uses: sha256 for LFS files, else the git id.
+
+        A size-only file's name holds its path too: two files of one size are two blobs."""
+        if self.expected_digest:
+            return self.expected_digest
+        return f"size-{self.size}-{hashlib.sha256(self.path.encode()).hexdigest()[:16]}"
 
 
 @dataclass(frozen=True)
@@ -61,10 +76,57 @@ class Manifest:
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
 
+    @property
+    def size_only(self) -> tuple[str, ...]:
+        """The files with no digest: verify can compare only their sizes."""
+        return tuple(f.path for f in self.files if f.expected_digest is None)
+
+    @property
+    def integrity(self) -> Integrity:
+        """``digest``: every file has its sha256 or git blob id; ``size-only``: none has;
+        ``mixed``: some files are size-only."""
+        unhashed = len(self.size_only)
+        if not unhashed:
+            return "digest"
+        return "size-only" if unhashed == len(self.files) else "mixed"
+
     @classmethod
     def from_json(cls, raw: dict) -> Manifest:
         files = tuple(FileEntry(**f) for f in raw["files"])
         return cls(raw["model_id"], raw["repo_id"], raw.get("commit"), files)
+
+
+def digest_from_etag(etag: str | None) -> tuple[str | None, str | None]:
+    """``(sha256, git_sha1)`` as a file's ETag names them (huggingface_hub's reading of it:
+    ``X-Linked-Etag``, the LFS sha256, before ``ETag``, the git blob id, quotes and ``W/`` off).
+
+    64 hex digits are a sha256, 40 a git blob id; anything else (a CDN's or a web server's
+    own tag) is no digest at all.
+    """
+    if etag and _SHA256.fullmatch(etag):
+        return etag, None
+    if etag and _GIT_SHA1.fullmatch(etag):
+        return None, etag
+    return None, None
+
+
+def verify_verdict(manifest: Manifest | None, problems: list[str]) -> tuple[str, str]:
+    """What a verify that found ``problems`` may claim, as ``(result, message)``: ``corrupt``,
+    ``verified`` (every file matched its digest), ``partly-verified`` (some files only by size)
+    or ``size-only`` (sizes match, and there was no digest to check)."""
+    if problems or manifest is None:
+        return "corrupt", f"{len(problems)} problem(s): {'; '.join(problems)}"
+    unhashed = manifest.size_only
+    if not unhashed:
+        return "verified", f"every file ({len(manifest.files)}) matches its digest"
+    if len(unhashed) == len(manifest.files):
+        return "size-only", "size-only: sizes match, no digest to check"
+    hashed = len(manifest.files) - len(unhashed)
+    return (
+        "partly-verified",
+        f"{hashed} file(s) match their digests; size-only: {', '.join(unhashed)} "
+        "(sizes match, no digest to check)",
+    )
 
 
 def select_files(spec: ModelSpec, paths: list[str]) -> list[str]:

@@ -116,7 +116,7 @@ class SizeCatalog:
             if self._stop.is_set():
                 break
             try:
-                found[spec.id] = self.remote.resolve(spec).total_bytes
+                found[spec.id] = self.remote.resolve(spec, digests=False).total_bytes  # sizes: no HEADs
             except (HubUnreachable, HubTimeout):
                 raise
             except Exception as exc:  # not found, gated, refused: keep what we had

@@ -47,7 +47,13 @@ LocalStatus = Literal["downloaded", "incomplete", "not_downloaded"]
 _REQUIRED = {
     "whisper": (("model.bin",), ("config.json",), ("tokenizer.json",), ("vocabulary.json", "vocabulary.txt")),
     "align": (("config.json",), ("vocab.json",), ("model.safetensors", "pytorch_model.bin")),
+    "diarization": (("pytorch_model.bin",),),  # a pyannote model; a pipeline needs its config.yaml
 }
+
+
+def _required(spec: ModelSpec) -> tuple[tuple[str, ...], ...]:
+    """The files without which a model found on disk (by another tool) is not whole."""
+    return (("config.yaml",),) if spec.is_diarizer else _REQUIRED[spec.kind]
 
 
 @dataclass(frozen=True)
@@ -157,7 +163,7 @@ class Store:
         if (
             snap
             and snap.is_dir()
-            and all(any((snap / n).is_file() for n in alts) for alts in _REQUIRED[spec.kind])
+            and all(any((snap / n).is_file() for n in alts) for alts in _required(spec))
         ):
             size = sum(file_size(p) or 0 for p in snap.rglob("*") if p.is_file())
             return LocalState("downloaded", size, size, snap)

@@ -14,6 +14,11 @@ STATUS: dict[type[errors.ModelMgrError], int] = {
     errors.InvalidInput: 400,
     errors.Unauthorized: 401,
     errors.AccessDenied: 403,
+    # The hub's answers, passed on: 401 auth_required is not the studio's own 401 unauthorized
+    # (clients tell them apart by the code; only ``unauthorized`` means "sign in to the studio").
+    errors.AuthRequired: 401,
+    errors.GatedRepo: 403,
+    errors.TokenUnreadable: 503,  # the server's token file is broken: the operator's fix, not the client's
     errors.ModelNotFound: 404,
     errors.JobNotFound: 404,
     errors.WorkerNotFound: 404,

@@ -15,6 +15,7 @@ from modelmgr.asr.subtitles import (
     Word,
     format_timestamp,
     from_json,
+    rename_speakers,
     to_json,
     to_srt,
     to_txt,
@@ -204,3 +205,47 @@ def test_json_keeps_how_the_words_were_timed() -> None:
     assert json.loads(to_json(t))["alignment"] == "whisper"
     assert from_json(to_json(t)).alignment == "whisper"
     assert from_json('{"language": "en", "duration": 1, "segments": []}').alignment == "none"
+
+
+def _diarized() -> Transcript:
+    return Transcript(
+        language="en",
+        duration=9.0,
+        segments=(
+            Segment(
+                0.0, 2.0, " Hello there.", (Word("Hello", 0.0, 0.8, 0.9, "SPEAKER_00"),), speaker="SPEAKER_00"
+            ),
+            Segment(2.0, 4.0, " And you?", speaker="SPEAKER_00"),
+            Segment(4.5, 6.0, " Fine <thanks>.", speaker="SPEAKER_01"),
+            Segment(6.5, 8.0, " Noise.", speaker=None),
+        ),
+    )
+
+
+def test_diarized_subtitles_name_their_speakers_in_each_format() -> None:
+    t = rename_speakers(_diarized(), {"SPEAKER_01": "Bob <B>"})
+    assert to_srt(t).splitlines()[2] == "[SPEAKER_00] Hello there."
+    assert "[Bob <B>] Fine <thanks>." in to_srt(t)
+    assert to_srt(t).splitlines()[-1] == "Noise."  # no speaker: no prefix
+    vtt = to_vtt(t)
+    assert "<v SPEAKER_00>Hello there.</v>" in vtt
+    assert "<v Bob &lt;B&gt;>Fine &lt;thanks&gt;.</v>" in vtt  # the name is escaped like cue text
+    assert to_txt(t) == "SPEAKER_00: Hello there. And you?\n\nBob <B>: Fine <thanks>.\n\nNoise.\n"
+    data = json.loads(to_json(t))
+    assert data["speakers"] == [
+        {"id": "SPEAKER_00", "name": "SPEAKER_00"},
+        {"id": "SPEAKER_01", "name": "Bob <B>"},
+    ]
+    assert [(s.get("speaker"), s.get("speaker_id")) for s in data["segments"]] == [
+        ("SPEAKER_00", "SPEAKER_00"), ("SPEAKER_00", "SPEAKER_00"), ("Bob <B>", "SPEAKER_01"), (None, None)
+    ]  # fmt: skip
+    assert data["segments"][0]["words"][0]["speaker_id"] == "SPEAKER_00"
+    assert from_json(to_json(t)) == t, "names and ids survive the round trip, so renames re-render"
+    assert rename_speakers(t, {"SPEAKER_01": ""}).speaker_names == {}, "an empty name: the label again"
+
+
+def test_a_transcript_without_speakers_renders_as_before() -> None:
+    plain = Transcript("en", 3.0, (Segment(0.0, 1.0, " Hi."),))
+    assert to_srt(plain) == "1\n00:00:00,000 --> 00:00:01,000\nHi.\n"
+    assert "speakers" not in json.loads(to_json(plain))
+    assert to_txt(plain) == "Hi.\n"

@@ -10,12 +10,15 @@ waits while the file exists), never with sleeps.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +31,8 @@ import pytest
 import redis
 
 from modelmgr.core.settings import Settings
-from tests.conftest import PUNKT_ZIP, LiveServer, run_server, wait_until
+from tests import tiny_models
+from tests.conftest import ACCEPTED_TOKEN, DIARIZER, PUNKT_ZIP, LiveServer, run_server, wait_until
 from tests.fresh import ROOT, app_env, free_port, fresh_server
 from tests.hub import FakeHub
 from tests.web.test_api import SSEReader
@@ -164,7 +168,11 @@ def start_worker(cluster: Cluster, name: str) -> Worker:
     log = cluster.root / f"worker-{name}.log"
     home = cluster.root / name
     env = cluster.env(
-        HF_HOME=str(home / "hf"), TORCH_HOME=str(home / "torch"), MODELMGR_TEST_HOLD_FILE=str(cluster.hold)
+        HF_HOME=str(home / "hf"),
+        TORCH_HOME=str(home / "torch"),
+        MODELMGR_TEST_HOLD_FILE=str(cluster.hold),
+        # The workers fetch the gated pyannote models: the token is theirs (the web process has none).
+        HF_TOKEN=ACCEPTED_TOKEN,
     )
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -266,6 +274,68 @@ def job_events(live: LiveServer, job_id: str) -> list[Any]:
     return [
         e for e in list(live.services.bus._replay) if e.name == "transcription" and e.data["id"] == job_id
     ]
+
+
+def token_forms(token: str) -> list[bytes]:
+    """``token`` as it would show in Redis: as is, or inside base64 (kombu's message bodies) at any
+    of the three alignments (the groups that would mix with neighbouring bytes are left out)."""
+    raw = token.encode()
+    forms = [raw]
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + raw)
+        forms.append(encoded[4 if shift else 0 : -4])
+    return forms
+
+
+@dataclass
+class RedisTraffic:
+    """Every command Redis is sent while inside (its MONITOR feed, every database), as raw lines."""
+
+    url: str
+    lines: list[bytes] = field(default_factory=list)
+
+    def __enter__(self) -> RedisTraffic:
+        self._client = redis.Redis.from_url(self.url)
+        self._monitor = self._client.monitor().__enter__()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="redis-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                line = self._monitor.connection.read_response()
+            except (redis.RedisError, OSError):
+                return
+            if isinstance(line, bytes):
+                self.lines.append(line)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._client.ping()  # one more line wakes the reader, which then sees the stop
+        self._thread.join(30)
+        self._monitor.__exit__()
+        self._client.close()
+
+
+def redis_contents(url: str) -> dict[bytes, bytes]:
+    """Every key of the database with its value (any type) as bytes."""
+    client = redis.Redis.from_url(url)
+    contents = {}
+    for key in client.scan_iter(count=500):
+        kind = client.type(key).decode()
+        read = {
+            "string": client.get,
+            "hash": client.hgetall,
+            "list": lambda k: client.lrange(k, 0, -1),
+            "set": client.smembers,
+            "zset": lambda k: client.zrange(k, 0, -1),
+            "stream": client.xrange,
+        }.get(kind, lambda k: b"")
+        contents[key] = repr(read(key)).encode()
+    client.close()
+    return contents
 
 
 # --------------------------------------------------------------------------- tests
@@ -596,6 +666,50 @@ def test_two_web_replicas_behind_nginx_share_jobs_and_the_system_tab_acts_on_wor
                 browser.close()
         log = proxy.nginx.access_log()
         assert "/gradio_api/queue/join HTTP/1.1" in log and pinned in log
+
+
+@pytest.mark.timeout(1200)
+def test_a_diarizing_job_runs_on_a_worker_with_its_own_token_which_never_travels_through_redis(
+    cluster: Cluster, pyannote_published: FakeHub, tiny_pyannote, english
+) -> None:
+    """(After the nginx test, which wants tiny.en on no worker before it downloads it.)
+
+    The web process has no token and leaves the gated check to the workers; a worker with
+    HF_TOKEN in its own environment fetches the pyannote models once and diarizes; no command
+    sent to Redis and no value left there holds the token, plain or base64."""
+    hub, url = pyannote_published, cluster.web.url
+    segmentation = tiny_models.PYANNOTE_SEGMENTATION, "pytorch_model.bin"
+    before = hub.bytes_sent(*segmentation)
+    with RedisTraffic(cluster.redis.url) as traffic:
+        created = submit(url, english.path, model="tiny.en", language="en", diarize="true")
+        assert created.status_code == 202, created.text
+        job_id = created.json()["id"]
+        done = wait_job(url, job_id, timeout=600)  # the first diarizing job imports pyannote
+    assert done["status"] == "done", done["error"]
+    assert done["worker"] in ("w1", "w2")
+    assert done["options"]["diarize"] is True and done["options"]["diarize_model"] == DIARIZER
+    labels = [s["id"] for s in done["speakers"] or ()]
+    assert labels and all(re.match(r"^SPEAKER_\d\d$", label) for label in labels), done["speakers"]
+    result = f"{url}/api/transcriptions/{job_id}/result"
+    data = httpx.get(result, params={"format": "json"}, timeout=30).json()
+    assert [s["id"] for s in data["speakers"]] == labels
+    assert all(seg["speaker_id"] in labels for seg in data["segments"]), "every segment has a speaker"
+    srt = httpx.get(result, params={"format": "srt"}, timeout=30).text
+    assert len(re.findall(r"^\[SPEAKER_\d\d\] \S", srt, re.M)) == len(data["segments"]), srt[:600]
+    size = (tiny_pyannote.segmentation / segmentation[1]).stat().st_size
+    assert hub.bytes_sent(*segmentation) - before == size, "one worker fetched the gated model, once"
+    assert not (cluster.settings.hub_cache / "models--pyannote--speaker-diarization-3.1").exists(), (
+        "the web process fetches nothing"
+    )
+    forms = token_forms(ACCEPTED_TOKEN)
+    assert traffic.lines and any(job_id.encode() in line for line in traffic.lines), "the monitor saw the job"
+    leaked = [line[:300] for line in traffic.lines if any(f in line for f in forms)]
+    assert leaked == [], leaked
+    stored = redis_contents(cluster.redis.url)
+    assert any(job_id.encode() in k + v for k, v in stored.items()), "the job's state is in Redis"
+    assert [k for k, v in stored.items() if any(f in k + v for f in forms)] == []
+    for worker in cluster.workers.values():
+        assert ACCEPTED_TOKEN not in worker.output(), f"{worker.name} logged the token"
 
 
 def test_a_job_stranded_in_a_queue_nobody_consumes_is_re_queued(cluster: Cluster, tiny) -> None:

@@ -96,10 +96,16 @@ def test_health_models_and_contract_shapes(live_server: LiveServer) -> None:
         "status",
         "progress",
         "error",
+        "error_code",
         "align_models",
+        "parts",
+        "gated",
+        "integrity",
+        "verify",
         "revision",
         "update_available",
     }
+    assert tiny["integrity"] is None and tiny["verify"] is None  # nothing on disk, no verify yet
     assert set(tiny["progress"]) == {"bytes_done", "bytes_total", "percent", "speed_bps", "eta_s"}
     assert tiny["size_source"] == "approximate" and tiny["size_bytes"] > 0  # known before a download
     assert tiny["status"] == "not_downloaded"

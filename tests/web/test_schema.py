@@ -7,6 +7,8 @@ fails fast instead of fetching; /api/events is left out (an endless stream).
 from __future__ import annotations
 
 import socket
+import sys
+from collections.abc import Iterator
 
 import pytest
 import schemathesis
@@ -49,7 +51,24 @@ def api_app(tmp_path_factory: pytest.TempPathFactory):
     app.state.services.shutdown()
 
 
-def test_no_generated_request_gets_a_server_error(api_app) -> None:
+@pytest.fixture
+def sys_modules_hypothesis_can_walk() -> Iterator[None]:
+    """Hypothesis reads ``__file__`` of every module in ``sys.modules``. speechbrain (imported with
+    pyannote by the diarization tests earlier in this process) leaves lazy placeholders there for
+    its optional integrations; reading one whose package is missing (k2) raises ImportError
+    instead of AttributeError. Those are set aside for this test and put back after it."""
+    broken = {}
+    for name, module in list(sys.modules.items()):
+        if type(module).__name__ == "LazyModule":
+            try:
+                getattr(module, "__file__", None)
+            except ImportError:
+                broken[name] = sys.modules.pop(name)
+    yield
+    sys.modules.update(broken)
+
+
+def test_no_generated_request_gets_a_server_error(api_app, sys_modules_hypothesis_can_walk) -> None:
     schema = schemathesis.openapi.from_asgi("/openapi.json", api_app).exclude(path="/api/events")
     calls: dict[str, int] = {}
     failures: list[str] = []

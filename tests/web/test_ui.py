@@ -352,6 +352,14 @@ def test_job_stage_words_follow_the_job():
     assert ui_view.job_stage_text(job(status="aligning")) == "aligning the words"
     done = job(status="done", segments=3, duration=12.34)
     assert ui_view.job_stage_text(done) == "done: 3 segments from 12.3 s of audio"
+    diarized = {
+        **done,
+        "speakers": [{"id": "SPEAKER_00", "name": "Alice"}, {"id": "SPEAKER_01", "name": "B"}],
+    }
+    assert ui_view.job_stage_text(diarized) == "done: 3 segments from 12.3 s of audio · 2 speakers"
+    assert (
+        ui_view.job_stage_text({**done, "status": "diarizing", "progress": 40.0}) == "finding who speaks 40%"
+    )
     assert ui_view.job_stage_text(job(status="cancelled")) == "cancelled"
     assert ui_view.job_settings_text(job()) == "tiny · zh · auto"
     assert ui_view.job_settings_text(job(status="done", language="zh", device="cpu")) == "tiny · zh · cpu"

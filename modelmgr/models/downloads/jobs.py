@@ -42,6 +42,8 @@ class Job:
     bytes_total: int | None = None
     speed_bps: float | None = None
     error: str | None = None
+    error_code: str | None = None  # the typed error's code (auth_required, insufficient_storage, ...)
+    verdict: dict[str, str] | None = None  # a verify's {"result", "message"} (manifests.verify_verdict)
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     meter: SpeedMeter = field(default_factory=SpeedMeter)

@@ -1,7 +1,9 @@
 """Verify and delete: the work on a model that is already on disk.
 
 **Verify** re-hashes a model in a worker thread (status ``verifying``); a bad file is removed
-so the model shows ``corrupt`` and a download re-fetches only that file. It is a job in the
+so the model shows ``corrupt`` and a download re-fetches only that file. Its verdict
+(``manifests.verify_verdict``) says how much was checked: a file without a digest (a mirror that
+sent none) is compared by size only, and the verdict never calls that verified. It is a job in the
 registry like a download, so the two exclude each other, but it takes no download slot.
 **Delete** is refused here, not in the API, while the repository has a job or any of its
 aliases is in use (``in_use``), so the CLI is covered too.
@@ -20,6 +22,7 @@ from modelmgr.models.downloads.jobs import Job
 from modelmgr.models.downloads.progress import ProgressView
 from modelmgr.models.downloads.registry import JobRegistry
 from modelmgr.models.downloads.updates import UpdateChecker
+from modelmgr.models.manifests import verify_verdict
 from modelmgr.models.remote import Remote
 from modelmgr.models.store import Store
 
@@ -91,6 +94,8 @@ class Maintenance:
                 self.view.advance(job, nbytes)
 
             problems = self.store.verify(spec, on_progress=advance, remove_bad=True)
+            result, message = verify_verdict(manifest, problems)
+            job.verdict = {"result": result, "message": message}
             if problems:
                 job.status = "corrupt"
                 job.error = (

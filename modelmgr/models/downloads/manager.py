@@ -13,6 +13,10 @@ is ever held for I/O, publishing, callbacks or thread joins.
 ``start`` is check -> lock -> check again -> register -> start a thread. A second caller (50
 at once, a double click, a preload, or an alias such as ``large`` for ``large-v3``) gets the
 existing job; there is never a second transfer of the same files.
+
+A gated model (or a pipeline whose gated part is missing) is checked before it is registered
+(``access``): without a token, or with one the hub refuses, the request itself answers
+``auth_required`` / ``gated_repo``, and the refusal shows on the model like any failure.
 """
 
 from __future__ import annotations
@@ -24,14 +28,21 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from modelmgr.core.catalog import Catalog, ModelSpec
-from modelmgr.core.errors import DiskFull, ModelBusy, ModelMgrError, NotDownloading
+from modelmgr.core.errors import (
+    DiskFull,
+    ModelBusy,
+    ModelMgrError,
+    NotDownloading,
+)
 from modelmgr.core.events import EventBus
 from modelmgr.core.settings import Settings
-from modelmgr.models.downloads.bundle import missing_aligns, start_bundle
+from modelmgr.models.downloads.access import refuse_gated
+from modelmgr.models.downloads.bundle import missing_aligns, missing_parts, start_bundle
 from modelmgr.models.downloads.jobs import Job, StartResult
 from modelmgr.models.downloads.maintenance import Maintenance
 from modelmgr.models.downloads.progress import ProgressView
 from modelmgr.models.downloads.registry import JobRegistry
+from modelmgr.models.downloads.revisions import RevisionCollector
 from modelmgr.models.downloads.scheduler import Scheduler
 from modelmgr.models.downloads.updates import UPDATE_CHECK_FIRST_DELAY_S, UpdateChecker
 from modelmgr.models.downloads.worker import DownloadWorker
@@ -64,6 +75,9 @@ class DownloadManager:
         }
         # "Is this model loaded or leased?" Injected by Services (the preload manager knows).
         self.in_use: Callable[[ModelSpec], bool] = lambda spec: False
+        # "Does a running job hold this model?" Injected by Services too (leases only, not loads).
+        self.leased: Callable[[ModelSpec], bool] = lambda spec: False
+        self.revisions = RevisionCollector(store, catalog, bus, lambda spec: self.leased(spec))
         self.registry = JobRegistry()  # its lock guards the jobs and the scheduler's queues
         self.scheduler = Scheduler(self.limits)
         self.updates = UpdateChecker(settings, catalog, store, remote)
@@ -79,6 +93,7 @@ class DownloadManager:
             self.updates,
             self._in_use,
             self._start_bundle,
+            self.revisions,
         )
         self.maintenance = Maintenance(
             settings, catalog, store, remote, self.registry, self.view, self.updates, self._in_use
@@ -119,12 +134,15 @@ class DownloadManager:
         state = self.store.local_state(spec)
         local = state.status
         aligns = missing_aligns(self.catalog, self.store, spec, languages)
+        if spec.is_diarizer:  # a pipeline always brings its models (whatever with_align says)
+            aligns = missing_parts(self.catalog, self.store, spec)
         if local != "downloaded":
             try:
                 self.worker.check_space_up_front(spec, state)
             except DiskFull as exc:  # answered at once (507), and shown on the model like any failure
                 self._record_failure(spec, exc)
                 raise
+        self._check_gated(spec, local, aligns)
         with self.registry.lock:
             if spec.repo_id in self.registry.deleting:
                 raise ModelBusy(f"{spec.id} is being deleted")
@@ -145,6 +163,18 @@ class DownloadManager:
         if local == "downloaded":
             self._start_bundle(aligns)  # the Whisper model is here; bring its alignment models
         return result
+
+    def check_access(self, model_id: str) -> None:
+        """Refuse now what a download of ``model_id`` (with the models it brings) would be refused:
+        ``AuthRequired``, ``GatedRepo`` or ``TokenUnreadable``. Starts nothing; a job that will
+        need the model asks this before it is queued."""
+        spec = self.catalog.get(model_id)
+        local = self.store.local_state(spec).status
+        brought = missing_parts(self.catalog, self.store, spec) if spec.is_diarizer else []
+        self._check_gated(spec, local, brought)
+
+    def _check_gated(self, spec: ModelSpec, local: str, brought: list[str]) -> None:
+        refuse_gated(self.remote, self.catalog, spec, local, brought, self._record_failure)
 
     def update(self, model_id: str) -> StartResult:
         """Bring a downloaded model to the hub's current commit, fetching changed files only."""
@@ -198,7 +228,11 @@ class DownloadManager:
         for spec in self.catalog.all():
             if self.store.has_partials(spec) and self.store.local_state(spec).status == "incomplete":
                 log.info("resuming the interrupted download of %s", spec.id)
-                self.start(spec.id, with_align=False)
+                try:
+                    self.start(spec.id, with_align=False)
+                except ModelMgrError as exc:  # e.g. a gated model and no token any more: the rest go on
+                    log.warning("the interrupted download of %s was not resumed: %s", spec.id, exc.message)
+                    continue
                 resumed.append(spec.id)
         return resumed
 
@@ -258,7 +292,7 @@ class DownloadManager:
 
     def _record_failure(self, spec: ModelSpec, exc: ModelMgrError) -> None:
         """Show a refusal on the model (UI row, snapshot, SSE) as the outcome of a job that never ran."""
-        job = Job(spec, status="error", error=exc.message)
+        job = Job(spec, status="error", error=exc.message, error_code=exc.code)
         job.done.set()
         if self.registry.record_failure(job):
             self.view.publish(job)

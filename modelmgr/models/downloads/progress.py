@@ -1,10 +1,12 @@
 """What a model looks like to the API, the UI and the CLI, and how its progress is published.
 
 ``describe`` overlays the disk state with the job in flight (or the last one, to show its
-error). Progress is counted by the worker and published at most every
-``progress_interval_s`` per model; status changes are always published. Aliases share their
-repository's job, so every catalog row of that repository moves together. Publishing happens
-outside every lock: a slow subscriber never holds up the registry.
+error, or a verify's verdict). ``integrity`` says what a verify can check (the manifest's
+digests: ``digest``, ``mixed``, ``size-only``; None before there is a manifest). Progress is
+counted by the worker and published at most every ``progress_interval_s`` per model; status
+changes are always published. Aliases share their repository's job, so every catalog row of
+that repository moves together. Publishing happens outside every lock: a slow subscriber
+never holds up the registry.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from modelmgr.core.catalog import Catalog, ModelSpec
 from modelmgr.core.events import EventBus
 from modelmgr.core.settings import Settings
-from modelmgr.models.downloads.bundle import bundle_of
+from modelmgr.models.downloads.bundle import bundle_of, parts_of
 from modelmgr.models.downloads.jobs import IN_FLIGHT, Job
 from modelmgr.models.downloads.registry import JobRegistry
 from modelmgr.models.downloads.updates import UpdateChecker
@@ -53,12 +55,12 @@ class ProgressView:
         job = self.job(spec.id)  # before the disk: a job seen finished has already linked its files
         state = self.store.local_state(spec)
         if job is not None and job.status in IN_FLIGHT:
-            status, progress, error = job.status, job.progress(), None
+            status, progress, error, error_code = job.status, job.progress(), None, None
             if job.mode == "verify" and state.bytes_total:
                 progress["bytes_total"] = progress["bytes_total"] or state.bytes_total
         elif state.status == "downloaded":
             total = state.bytes_total or state.bytes_present
-            status, error = "downloaded", None
+            status, error, error_code = "downloaded", None, None
             progress = {
                 "bytes_done": total,
                 "bytes_total": total,
@@ -70,6 +72,7 @@ class ProgressView:
             failed = job is not None and job.status in ("error", "cancelled", "corrupt")
             status = job.status if failed else state.status
             error = job.error if failed else None
+            error_code = job.error_code if failed and job.error else None
             total = state.bytes_total
             percent = round(100.0 * state.bytes_present / total, 1) if total else 0.0
             progress = {
@@ -80,6 +83,11 @@ class ProgressView:
                 "eta_s": None,
             }
         aligns = bundle_of(self.catalog, self.settings, spec, job)
+        parts = [p.id for p in parts_of(self.catalog, self.store, spec)]
+        on_disk = state.status != "not_downloaded" or (job is not None and job.status in IN_FLIGHT)
+        manifest = self.store.load_manifest(spec) if on_disk else None
+        verified = job is not None and job.mode == "verify" and job.status not in IN_FLIGHT
+        verdict = job.verdict if job is not None and verified else None
         size, size_source = self._size(spec, state, job)
         return {
             "id": spec.id,
@@ -91,7 +99,12 @@ class ProgressView:
             "status": status,
             "progress": progress,
             "error": error,
+            "error_code": error_code,  # the error's stable code (auth_required, gated_repo, ...) if known
             "align_models": aligns,
+            "parts": parts,  # a diarization pipeline: the models it runs (downloaded with it)
+            "gated": spec.gated,  # the Hub asks for accepted conditions and a token (HF_TOKEN)
+            "integrity": manifest.integrity if manifest else None,  # digest | mixed | size-only
+            "verify": verdict,  # the last verify's {"result", "message"}, until the next job
             "revision": self.store.local_commit(spec) if state.status == "downloaded" else None,
             "update_available": self.updates.available(spec) if state.status == "downloaded" else None,
         }
@@ -132,7 +145,11 @@ class ProgressView:
             return {
                 "model": spec.id,
                 "repo_id": spec.repo_id,
-                **{k: v for k, v in self.describe(spec).items() if k in ("status", "progress", "error")},
+                **{
+                    k: v
+                    for k, v in self.describe(spec).items()
+                    if k in ("status", "progress", "error", "error_code")
+                },
             }
         return {
             "model": spec.id,
@@ -140,4 +157,5 @@ class ProgressView:
             "status": job.status,
             "progress": job.progress(),
             "error": job.error,
+            "error_code": job.error_code if job.error else None,
         }

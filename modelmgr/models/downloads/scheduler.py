@@ -1,6 +1,7 @@
 """Which registered jobs may run now: per-kind slots and the waiting queues.
 
-At most ``max_whisper_downloads`` Whisper and ``max_align_downloads`` alignment jobs run; the
+At most ``max_whisper_downloads`` Whisper and ``max_align_downloads`` alignment jobs run (the
+small models a Whisper model works with, diarization models too, share the alignment slots); the
 rest wait as ``queued``, first come first served. The scheduler only decides: it hands back
 the jobs that got a slot and the caller starts their threads once the lock is released, so
 no thread is started (and nothing is published) while the lock is held. It has no lock of its
@@ -27,12 +28,17 @@ class Scheduler:
         # keep their partial files to resume later.
         self.stopping = False
 
+    @staticmethod
+    def slot(job: Job) -> str:
+        """The slot kind a job waits for: ``whisper``, or ``align`` for every smaller model."""
+        return "whisper" if job.spec.kind == "whisper" else "align"
+
     def enqueue(self, job: Job) -> None:
-        self.waiting[job.spec.kind].append(job)
+        self.waiting[self.slot(job)].append(job)
 
     def withdraw(self, job: Job) -> bool:
         """Take a job out of its queue; False when it is not waiting (it runs already)."""
-        queue = self.waiting[job.spec.kind]
+        queue = self.waiting[self.slot(job)]
         if job not in queue:
             return False
         queue.remove(job)
@@ -40,7 +46,7 @@ class Scheduler:
 
     def release(self, job: Job) -> None:
         """A running job ended: its slot is free."""
-        self.running[job.spec.kind] -= 1
+        self.running[self.slot(job)] -= 1
 
     def ready(self) -> list[Job]:
         """Move waiting jobs into free slots; the caller spawns the result."""

@@ -18,11 +18,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from modelmgr.core.catalog import Catalog, ModelSpec
-from modelmgr.core.errors import Cancelled, DiskFull, IntegrityError, ModelMgrError
+from modelmgr.core.errors import AuthRequired, Cancelled, DiskFull, GatedRepo, IntegrityError, ModelMgrError
 from modelmgr.core.settings import Settings
+from modelmgr.models.downloads.bundle import missing_parts
 from modelmgr.models.downloads.jobs import Job
 from modelmgr.models.downloads.progress import ProgressView
 from modelmgr.models.downloads.registry import JobRegistry
+from modelmgr.models.downloads.revisions import RevisionCollector
 from modelmgr.models.downloads.scheduler import Scheduler
 from modelmgr.models.downloads.updates import UpdateChecker
 from modelmgr.models.nltk_data import ensure_punkt
@@ -48,6 +50,7 @@ class DownloadWorker:
         updates: UpdateChecker,
         in_use: Callable[[ModelSpec], bool],
         start_bundle: Callable[[Iterable[str]], None],
+        revisions: RevisionCollector,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -57,7 +60,8 @@ class DownloadWorker:
         self.scheduler = scheduler
         self.view = view
         self.updates = updates
-        self.in_use = in_use  # "is this model loaded or leased?": the old revision stays if so
+        self.in_use = in_use  # "is this model loaded or leased?"
+        self.revisions = revisions  # superseded revisions: removed now, or when the last job ends
         self.start_bundle = start_bundle  # the manager's start, for the bundled alignment models
         # Both guarded by JobRegistry.lock (known_sizes is read without it by the up-front check).
         self.started = 0  # worker threads ever started
@@ -102,14 +106,14 @@ class DownloadWorker:
                 self.store.remove_partials(spec)
             job.status = "cancelled"
         except ModelMgrError as exc:
-            job.status, job.error = "error", exc.message
+            job.status, job.error, job.error_code = "error", exc.message, exc.code
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 log.exception("download of %s failed", spec.id)
                 job.status, job.error = "error", f"unexpected error: {exc}"
             else:  # an expected fault: a named error, no traceback
                 disk = DiskFull(f"the disk is full ({exc.strerror}): free some space and download again")
-                job.status, job.error = "error", disk.message
+                job.status, job.error, job.error_code = "error", disk.message, disk.code
         except Exception as exc:  # a bug: keep the worker pool alive
             log.exception("download of %s failed", spec.id)
             job.status, job.error = "error", f"unexpected error: {exc}"
@@ -145,17 +149,23 @@ class DownloadWorker:
         self._check_space(spec, manifest.total_bytes - job.bytes_done)
         self.store.save_manifest(spec, manifest)
         self.view.publish(job)
-        fetch(
-            targets,
-            headers=self.remote.headers if spec.source == "hf" else {},  # never send the HF token elsewhere
-            on_progress=lambda n: self.view.advance(job, n),
-            cancel=job.cancel,
-            retries=self.settings.download_retries,
-            timeout_s=self.settings.download_timeout_s,
-            connections=self.settings.download_connections,
-            part_bytes=self.settings.download_part_bytes,
-            stall_s=self.settings.stall_s,
-        )
+        headers = self.remote.headers_for(spec) if spec.source == "hf" else {}  # never the HF token elsewhere
+        try:
+            fetch(
+                targets,
+                headers=headers,
+                on_progress=lambda n: self.view.advance(job, n),
+                cancel=job.cancel,
+                retries=self.settings.download_retries,
+                timeout_s=self.settings.download_timeout_s,
+                connections=self.settings.download_connections,
+                part_bytes=self.settings.download_part_bytes,
+                stall_s=self.settings.stall_s,
+            )
+        except (AuthRequired, GatedRepo) as exc:  # a gated file: name the repo and what to do
+            had_token = any(k.lower() == "authorization" for k in headers)
+            status = 401 if isinstance(exc, AuthRequired) else 403
+            raise self.remote.refusal(spec, status, [spec.repo_id], had_token) from None
         job.bytes_done = manifest.total_bytes  # files another process completed count as done
         job.status = "verifying"
         self.view.publish(job)
@@ -166,11 +176,9 @@ class DownloadWorker:
             self._drop_old_revision(spec, old_commit, manifest)
         if spec.kind == "align":
             ensure_punkt(self.settings)  # whisperx.align needs it; never a surprise download later
+        if spec.is_diarizer:  # the models its config.yaml (now on disk) names come next
+            job.bundle = tuple(missing_parts(self.catalog, self.store, spec))
 
     def _drop_old_revision(self, spec: ModelSpec, old_commit: str, manifest: Any) -> None:
-        """Remove the superseded snapshot and its unshared blobs, unless something has it loaded."""
-        if any(self.in_use(twin) for twin in self.catalog.twins(spec)):
-            log.info("%s: the old revision %s stays until the model is unloaded", spec.id, old_commit)
-            return
-        freed = self.store.remove_revision(spec, old_commit, keep=manifest)
-        log.info("%s: removed revision %s (%d bytes freed)", spec.id, old_commit, freed)
+        """Remove the superseded snapshot and its unshared blobs (later, if a job holds the model)."""
+        self.revisions.drop(spec, old_commit, manifest)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import httpx
 
-from modelmgr.core.errors import AccessDenied, DownloadFailed, RemoteNotFound
+from modelmgr.core.errors import AccessDenied, AuthRequired, DownloadFailed, GatedRepo, RemoteNotFound
 
 
 class Retryable(Exception):
@@ -40,7 +40,12 @@ def check_status(response: httpx.Response, url: str) -> None:
     code = response.status_code
     if code in (200, 206):
         return
-    if code in (401, 403):
+    gated = response.headers.get("x-error-code") == "GatedRepo"
+    if code == 401:  # no token, or one the hub does not accept (worker.py names the repo's page)
+        raise AuthRequired(f"{url} answered 401: the hub wants a token (HF_TOKEN, or `hf auth login`)")
+    if code == 403 and gated:
+        raise GatedRepo(f"{url} answered 403: the token's owner has not accepted the repo's conditions")
+    if code == 403:
         raise AccessDenied(f"access denied to {url}: is HF_TOKEN set and accepted?")
     if code == 404:
         raise RemoteNotFound(f"{url} was not found")

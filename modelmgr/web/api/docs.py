@@ -24,15 +24,18 @@ class ErrorBody(BaseModel):
 def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
         400: "bad input (invalid id, language, device or JSON)",
-        401: "the auth token is missing or wrong",
-        403: "forbidden: Host not allowed, cross-origin request, or the hub denied access",
+        401: "the studio's auth token is missing or wrong (unauthorized), or a gated model needs a Hugging "
+        "Face token (auth_required)",
+        403: "forbidden: Host not allowed, cross-origin request, or the hub denied access (access_denied; "
+        "gated_repo: the token's owner has not accepted the model's conditions)",
         404: "unknown model or route",
         405: "method not allowed",
         409: "busy: downloading, verifying, loaded or in use",
         413: "request body too large",
         422: "the body does not match the schema",
         502: "the hub is unreachable or failed (hub_unreachable, download_failed)",
-        503: "offline mode and the files are missing",
+        503: "offline mode and the files are missing, or the Hugging Face token file is unreadable "
+        "(token_unreadable)",
         504: "the hub accepted the connection but did not answer in time (hub_timeout)",
         507: "not enough free disk space (insufficient_storage)",
     }
@@ -42,5 +45,5 @@ def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
 # Shared by every guarded route; handlers add what only they can answer.
 ERROR_RESPONSES = documented(400, 401, 403, 404, 405, 413, 422)
 BUSY_RESPONSES = documented(409)
-HUB_RESPONSES = documented(409, 502, 503, 504, 507)
+HUB_RESPONSES = documented(401, 403, 409, 502, 503, 504, 507)
 ALL_RESPONSES = documented(400, 401, 403, 404, 405, 409, 413, 422, 502, 503, 504, 507)

@@ -38,7 +38,9 @@ from modelmgr.web.api.uploads import (
     wait_for,
 )
 
-OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
+# Speaker counts for diarized_json come as extra form fields (the openai client's extra_body).
+SPEAKER_FIELDS = ("num_speakers", "min_speakers", "max_speakers")
 
 
 def add_openai_routes(guarded: APIRouter, services: Services) -> None:
@@ -71,6 +73,7 @@ def add_openai_routes(guarded: APIRouter, services: Services) -> None:
         stream = form_bool(fields.get("stream")) is True
         spec = _openai_model(services, str(fields.get("model") or ""))
         temperature = _float(fields.get("temperature"), "temperature")
+        speakers = _speaker_options(fields, response_format, task)
         options = JobOptions(
             model=spec.id,
             language=form_language(fields.get("language")) if task == "transcribe" else None,
@@ -79,6 +82,7 @@ def add_openai_routes(guarded: APIRouter, services: Services) -> None:
             initial_prompt=str(fields.get("prompt") or "") or None,
             temperature=temperature,
             formats=("json",),
+            **speakers,
         )
         if stream:
             return await _stream_job(manager, services, upload, options)
@@ -121,6 +125,32 @@ def _float(value: Any, name: str) -> float | None:
     if not 0.0 <= number <= 1.0:
         raise errors.InvalidInput(f"{name} must be between 0 and 1")
     return number
+
+
+def _speaker_options(fields: dict[str, Any], response_format: str, task: str) -> dict[str, Any]:
+    """``diarize`` and the speaker counts (extra form fields) for ``response_format=diarized_json``."""
+    diarized = response_format == "diarized_json"
+    if diarized and task != "transcribe":
+        raise errors.InvalidInput("diarized_json is a transcription format: translations are not diarized")
+    if fields.get("known_speaker_references"):
+        raise errors.InvalidInput(
+            "known_speaker_references is not supported: speakers come back as SPEAKER_00, SPEAKER_01, "
+            "...; name them afterwards with PATCH /api/transcriptions/{id}/speakers"
+        )
+    counts = {name: _count(fields.get(name), name) for name in SPEAKER_FIELDS}
+    if not diarized and any(v is not None for v in counts.values()):
+        raise errors.InvalidInput(f"{', '.join(SPEAKER_FIELDS)} need response_format=diarized_json")
+    return {"diarize": diarized, **counts}
+
+
+def _count(value: Any, name: str) -> int | None:
+    """A speaker count form field: empty is None; anything but a whole number is a 400."""
+    if value in (None, ""):
+        return None
+    try:
+        return int(str(value))
+    except ValueError:
+        raise errors.InvalidInput(f"{name} must be a whole number, not {value!r}") from None
 
 
 def _openai_model(services: Services, name: str) -> ModelSpec:
@@ -199,6 +229,8 @@ def _openai_body(transcript: Transcript, response_format: str, task: str, words:
         return PlainTextResponse(to_vtt(transcript), media_type=MEDIA_TYPES["vtt"])
     if response_format == "json":
         return JSONResponse({"text": _text(transcript)})
+    if response_format == "diarized_json":
+        return JSONResponse(_diarized(transcript))
     segments = [
         {
             "id": i,
@@ -230,3 +262,29 @@ def _openai_body(transcript: Transcript, response_format: str, task: str, words:
             if w.start is not None and w.end is not None
         ]
     return JSONResponse(body)
+
+
+def _diarized(transcript: Transcript) -> dict[str, Any]:
+    """OpenAI's ``TranscriptionDiarized``: segments with ``speaker``, ``start``, ``end``, ``text``.
+
+    The speaker is the name given with PATCH .../speakers, else pyannote's label (SPEAKER_00...).
+    A segment no speaker turn overlaps is labelled "unknown" (the field is required).
+    """
+    segments = [
+        {
+            "type": "transcript.text.segment",
+            "id": f"seg_{i}",
+            "start": seg.start,
+            "end": seg.end,
+            "text": seg.text,
+            "speaker": transcript.name(seg.speaker) or "unknown",
+        }
+        for i, seg in enumerate(transcript.segments)
+    ]
+    return {
+        "task": "transcribe",
+        "duration": transcript.duration,
+        "text": _text(transcript),
+        "segments": segments,
+        "usage": {"type": "duration", "seconds": transcript.duration},
+    }

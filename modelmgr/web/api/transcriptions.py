@@ -11,9 +11,9 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
@@ -50,8 +50,14 @@ class JobForm(BaseModel):
     initial_prompt: str | None = None
     temperature: float | None = Field(None, ge=0.0, le=1.0)
     formats: list[str] | None = None
+    # who spoke when; the counts are hints (empty: the pipeline decides), checked by validate_options
+    diarize: StrictBool | None = None
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    diarize_model: str | None = None
 
-    @field_validator("word_timestamps", "vad", mode="before")
+    @field_validator("word_timestamps", "vad", "diarize", mode="before")
     @classmethod
     def _bool(cls, value: Any) -> Any:
         return form_bool(value)
@@ -83,6 +89,11 @@ def install_transcription_api(
             initial_prompt=body.initial_prompt or None,
             temperature=body.temperature,
             formats=tuple(split_values(body.formats)) or FORMATS,
+            diarize=bool(body.diarize),
+            num_speakers=body.num_speakers,
+            min_speakers=body.min_speakers,
+            max_speakers=body.max_speakers,
+            diarize_model=body.diarize_model or None,
         )
         job = await submit_upload(manager, upload, options)
         return JSONResponse(
@@ -98,6 +109,15 @@ def install_transcription_api(
     @guarded.get("/api/transcriptions/{job_id}", tags=["transcriptions"])
     def get_job(job_id: str) -> dict[str, Any]:
         return _job_json(manager.get(job_id), manager, result_key, base)
+
+    @guarded.patch("/api/transcriptions/{job_id}/speakers", tags=["transcriptions"])
+    def rename_speakers(
+        job_id: str,
+        names: Annotated[dict[str, Any], Body(examples=[{"SPEAKER_00": "Alice", "SPEAKER_01": "Bob"}])],
+    ) -> dict[str, Any]:
+        """Name a diarized job's speakers; every result format is rendered again with the names
+        (an empty name gives a speaker its label back). Unknown ids are a 400 and change nothing."""
+        return _job_json(manager.rename_speakers(job_id, names), manager, result_key, base)
 
     @guarded.delete("/api/transcriptions/{job_id}", tags=["transcriptions"])
     def delete_job(job_id: str) -> dict[str, Any]:

@@ -9,12 +9,15 @@ them to components.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modelmgr.asr.jobs import IN_FLIGHT as JOB_IN_FLIGHT
+from modelmgr.core.errors import InvalidInput
 
 IN_FLIGHT = frozenset({"queued", "downloading", "verifying"})
 PRELOAD_BUSY = frozenset({"downloading", "loading"})
@@ -240,6 +243,22 @@ def _row_attrs(m: dict[str, Any]) -> str:
     )
 
 
+SECTION_TITLES = {
+    "whisper": "Whisper models",
+    "align": "Alignment models",
+    "diarization": "Diarization models",
+}
+
+
+def model_choice_label(model_id: str, kind: str, language: str | None, pipeline: bool = False) -> str:
+    """A model in the Models tab's dropdown: Whisper models by id, the others with their kind."""
+    if kind == "whisper":
+        return model_id
+    if kind == "align":
+        return f"{model_id} (align · {language})"
+    return f"{model_id} ({kind}{' pipeline' if pipeline else ''})"
+
+
 def render_models_table(snapshot: Sequence[dict[str, Any]]) -> str:
     """The Models tab's table (HTML, so each row carries data-* hooks and a progress bar)."""
     head = "".join(f"<th>{h}</th>" for h in TABLE_HEADERS)
@@ -248,7 +267,7 @@ def render_models_table(snapshot: Sequence[dict[str, Any]]) -> str:
     for m, row in zip(snapshot, format_rows(snapshot), strict=True):
         if m["kind"] != section:
             section = m["kind"]
-            title = "Whisper models" if section == "whisper" else "Alignment models"
+            title = SECTION_TITLES.get(section, f"{section} models")
             body.append(f'<tr class="mm-section"><td colspan="{len(TABLE_HEADERS)}">{title}</td></tr>')
         model_id, kind, language, size, status, percent, speed, eta = row
         p = m.get("progress") or {}
@@ -260,6 +279,12 @@ def render_models_table(snapshot: Sequence[dict[str, Any]]) -> str:
         if m.get("error"):
             status_cell += f'<div class="mm-error-text">{esc(m["error"])}</div>'
         repo = "" if m["repo_id"] == m["id"] else f'<div class="mm-sub">{esc(m["repo_id"])}</div>'
+        if m.get("parts"):  # a diarization pipeline: the models it brings, as a Whisper model its aligners
+            repo += f'<div class="mm-sub">with {esc(", ".join(m["parts"]))}</div>'
+        if m.get("gated"):
+            repo += '<div class="mm-sub">gated on the Hub: accept its conditions, then HF_TOKEN</div>'
+        if (note := _integrity_note(m)) is not None:
+            repo += f'<div class="mm-sub mm-integrity">{esc(note)}</div>'
         body.append(
             f"<tr {_row_attrs(m)}>"
             f'<td class="c-id">{esc(model_id)}{repo}</td><td class="c-kind">{esc(kind)}</td>'
@@ -271,6 +296,19 @@ def render_models_table(snapshot: Sequence[dict[str, Any]]) -> str:
         '<div class="mm-table-wrap"><table class="mm-table">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
     )
+
+
+def _integrity_note(m: dict[str, Any]) -> str | None:
+    """A row's word on what verify can check: a verify's verdict short of ``verified``, else
+    ``size-only`` / ``mixed`` integrity (the hub sent no digest); None when there is nothing to say."""
+    verdict = m.get("verify") or {}
+    if verdict.get("result") in ("size-only", "partly-verified"):
+        return f"verify: {verdict.get('message')}"
+    if m.get("integrity") == "size-only":
+        return "size-only: no digest was published, verify compares sizes"
+    if m.get("integrity") == "mixed":
+        return "partly size-only: some files came without a digest"
+    return None
 
 
 def render_panel(snapshot: Sequence[dict[str, Any]]) -> str:
@@ -521,23 +559,56 @@ def segment_rows(transcript: Any) -> list[list[str]]:
     return rows
 
 
-def render_segments(rows: Sequence[Sequence[str]], title: str = "", job_id: str | None = None) -> str:
+def segment_speakers(transcript: Any) -> list[tuple[str, str]] | None:
+    """(speaker id, display name) per segment of a diarized transcript ("" for a segment no turn
+    covers); None when the transcript was not diarized (its table has no Speaker column)."""
+    if not transcript.speakers:
+        return None
+    return [(seg.speaker or "", transcript.name(seg.speaker) or "") for seg in transcript.segments]
+
+
+def segments_key(job: dict[str, Any] | None) -> str | None:
+    """What the segment table on screen depends on: the job, and its speakers' names (a rename
+    redraws it). The page keeps the key of the table it shows and redraws when it changes."""
+    if job is None:
+        return None
+    names = [f"{s.get('id')}={s.get('name')}" for s in job.get("speakers") or ()]
+    if not names:
+        return job["id"]
+    return f"{job['id']}:{hashlib.sha256(chr(0).join(names).encode()).hexdigest()[:12]}"
+
+
+def render_segments(
+    rows: Sequence[Sequence[str]],
+    title: str = "",
+    job_id: str | None = None,
+    speakers: Sequence[tuple[str, str]] | None = None,
+) -> str:
     """The segment table as HTML (gr.Dataframe would import pandas and matplotlib, ~1 s of start-up).
 
     ``title`` names the job shown (HTML, escaped by the caller); ``data-job`` says which one it is.
+    ``speakers`` (``segment_speakers``: one (id, name) per row) adds a Speaker column after the
+    times for a diarized job. Its cells carry ``data-speaker`` (the id) and no ``data-col``:
+    ``data-col`` 0-3 stay start, end, text and words whether a job was diarized or not.
     """
     caption = f'<div class="mm-seg-title">{title}</div>' if title else ""
     attrs = f' data-job="{esc(job_id)}"' if job_id else ""
     if not rows:
         empty = "No segments yet." if not title else "This transcription has no segments."
         return f'<div class="mm-table-wrap mm-segments"{attrs}>{caption}<p class="mm-sub">{empty}</p></div>'
-    head = "".join(f"<th>{esc(h)}</th>" for h in SEGMENT_HEADERS)
-    body = "".join(
-        f'<tr data-row="{i}">'
-        + "".join(f'<td data-col="{j}">{esc(cell)}</td>' for j, cell in enumerate(row))
-        + "</tr>"
-        for i, row in enumerate(rows)
-    )
+    headers = list(SEGMENT_HEADERS)
+    if speakers is not None:
+        headers.insert(2, "speaker")
+
+    def cells(i: int, row: Sequence[str]) -> str:
+        tds = [f'<td data-col="{j}">{esc(cell)}</td>' for j, cell in enumerate(row)]
+        if speakers is not None:
+            speaker, name = speakers[i] if i < len(speakers) else ("", "")
+            tds.insert(2, f'<td class="c-speaker" data-speaker="{esc(speaker)}">{esc(name)}</td>')
+        return "".join(tds)
+
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join(f'<tr data-row="{i}">{cells(i, row)}</tr>' for i, row in enumerate(rows))
     return (
         f'<div class="mm-table-wrap mm-segments"{attrs}>{caption}<table class="mm-table">'
         f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
@@ -562,6 +633,7 @@ JOB_LABELS = {
     "loading": "loading",
     "transcribing": "transcribing",
     "aligning": "aligning",
+    "diarizing": "diarizing",
     "done": "done",
     "error": "error",
     "cancelled": "cancelled",
@@ -596,11 +668,15 @@ def _job_stage_words(job: dict[str, Any]) -> str:
         return f"transcribing {percent}"
     if status == "aligning":
         return "aligning the words"
+    if status == "diarizing":
+        return f"finding who speaks {percent}"
     if status == "done":
         n = job.get("segments") or 0
         audio = f" from {job['duration_s']:.1f} s of audio" if job.get("duration_s") is not None else ""
         timing = alignment_text(job)
-        return f"done: {n} segment{'s' if n != 1 else ''}{audio}" + (f" · {timing}" if timing else "")
+        speakers = job.get("speakers")
+        who = "" if speakers is None else f" · {len(speakers)} speaker{'s' if len(speakers) != 1 else ''}"
+        return f"done: {n} segment{'s' if n != 1 else ''}{audio}{who}" + (f" · {timing}" if timing else "")
     if status == "cancelled":
         return "cancelled"
     if status == "error":
@@ -622,11 +698,80 @@ def alignment_text(job: dict[str, Any]) -> str:
 
 
 def job_settings_text(job: dict[str, Any]) -> str:
-    """Model · language (asked for, or detected) · device (resolved once the job has run)."""
+    """Model · language (asked for, or detected) · device (resolved once the job has run), then
+    what differs from the defaults: translate, no VAD, diarize (with its speaker counts)."""
     options = job.get("options") or {}
     language = job.get("language") or options.get("language") or "auto"
     device = job.get("device") or options.get("device") or AUTO
-    return " · ".join(str(x) for x in (options.get("model", "?"), language, device))
+    parts = [options.get("model", "?"), language, device]
+    if options.get("task") == "translate":
+        parts.append("translate")
+    if options.get("vad") is False:
+        parts.append("no VAD")
+    if options.get("diarize"):
+        parts.append(diarize_text(options))
+    return " · ".join(str(x) for x in parts)
+
+
+def diarize_text(options: Mapping[str, Any]) -> str:
+    """'diarize', with the speaker counts asked for: '2 speakers', '1–3 speakers', '≥ 2', '≤ 3'."""
+    exact, low, high = (options.get(k) for k in ("num_speakers", "min_speakers", "max_speakers"))
+    if exact is not None:
+        return f"diarize: {exact} speaker{'s' if exact != 1 else ''}"
+    if low is not None and high is not None:
+        return f"diarize: {low}–{high} speakers"
+    if low is not None:
+        return f"diarize: ≥ {low} speakers"
+    if high is not None:
+        return f"diarize: ≤ {high} speakers"
+    return "diarize"
+
+
+def job_option_fields(
+    task: str | None,
+    vad: bool | None,
+    batch_size: str | float | None,
+    prompt: str | None,
+    diarize: bool | None,
+    num_speakers: str | float | None,
+    min_speakers: str | float | None,
+    max_speakers: str | float | None,
+) -> dict[str, Any]:
+    """The Transcribe tab's Options as ``JobOptions`` fields (checked by the manager's validate).
+
+    The numbers are text boxes, because Gradio's number input cannot be empty (it sends 0): empty
+    is None ("decide for me": batch size by device, speakers by the diarizer). The speaker
+    counts count only while Diarize is ticked (their disabled inputs keep what was typed).
+    InvalidInput, in words, for text that is not a whole number.
+    """
+    on = bool(diarize)
+    return {
+        "task": task or "transcribe",
+        "vad": True if vad is None else bool(vad),
+        "batch_size": whole_number(batch_size, "Batch size"),
+        "initial_prompt": prompt if prompt and prompt.strip() else None,
+        "diarize": on,
+        "num_speakers": whole_number(num_speakers, "Speakers") if on else None,
+        "min_speakers": whole_number(min_speakers, "Min speakers") if on else None,
+        "max_speakers": whole_number(max_speakers, "Max speakers") if on else None,
+    }
+
+
+def whole_number(value: str | float | None, label: str) -> int | None:
+    """A typed number: None when empty, else a whole number (InvalidInput naming ``label``);
+    its range is the manager's validation to check (and word)."""
+    if value is None:
+        return None
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        if float(value).is_integer():
+            return int(value)
+    else:
+        text = str(value).strip()
+        if not text:
+            return None
+        if re.fullmatch(r"[+-]?\d+", text):
+            return int(text)
+    raise InvalidInput(f"{label} must be a whole number (or empty for auto), not {value!r}")
 
 
 def newest_done(jobs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
@@ -681,14 +826,14 @@ def render_jobs_table(
         )
         if active:
             percent = (job.get("download") or {}).get("percent", job.get("progress"))
-            status_cell += _bar(percent if status in ("downloading", "transcribing") else None)
+            status_cell += _bar(percent if status in ("downloading", "transcribing", "diarizing") else None)
         if job.get("error"):
             status_cell += f'<div class="mm-error-text">{esc(job["error"].get("message", ""))}</div>'
         for warning in job.get("warnings") or ():
             status_cell += f'<div class="mm-warn-text">{esc(warning)}</div>'
         if status == "done":
             percent_text = "100%"
-        elif status in ("downloading", "transcribing"):
+        elif status in ("downloading", "transcribing", "diarizing"):
             percent_text = format_percent((job.get("download") or {}).get("percent", job.get("progress")))
         else:
             percent_text = "—"

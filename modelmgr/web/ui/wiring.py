@@ -70,9 +70,11 @@ from modelmgr.web.ui.views import (
     esc,
     find_model,
     human_bytes,
+    job_option_fields,
     job_title,
     job_to_show,
     language_arg,
+    model_choice_label,
     render_badge,
     render_fit,
     render_jobs_table,
@@ -84,6 +86,8 @@ from modelmgr.web.ui.views import (
     render_system,
     render_workers,
     segment_rows,
+    segment_speakers,
+    segments_key,
     submitted_text,
     tick_interval,
 )
@@ -187,9 +191,10 @@ def build_ui(services: Services) -> gr.Blocks:
         distributed=services.distributed,
         whisper=whisper_ids,
         default=DEFAULT_MODEL if DEFAULT_MODEL in whisper_ids else whisper_ids[0],
-        models=[(s.id if s.kind == "whisper" else f"{s.id} (align · {s.language})", s.id) for s in specs],
+        models=[(model_choice_label(s.id, s.kind, s.language, s.is_diarizer), s.id) for s in specs],
         languages=[("auto", AUTO), *[(code, code) for code in services.catalog.languages]],
         devices=device_choices(auto_device_hint()),
+        diarizer=services.catalog.default_diarizer,
     )
     with gr.Blocks(title="WhisperX Studio", fill_width=True, delete_cache=(3600, 24 * 3600)) as demo:
         _html(f"<style>{_read_asset(CSS_PATH)}</style>", elem_id="studio-css")
@@ -207,7 +212,7 @@ def build_ui(services: Services) -> gr.Blocks:
         # textboxes, not gr.State: any gr.State makes Gradio hold a heartbeat stream open per page,
         # and six such pages use up a browser's HTTP/1.1 connections to the host (tabs freeze).
         tx.pinned = _page_value()  # the job picked with Show ("": follow the newest finished job)
-        tx.shown = _page_value()  # the job whose segments are drawn now
+        tx.shown = _page_value()  # segments_key of the table drawn now (the job, its speakers' names)
         live = _wire_live(services, demo, timer, header, models, panel, system_html, tx)
         _wire_actions(services, models, panel, live)
         _wire_transcribe(services, tx, live)
@@ -251,6 +256,7 @@ def _transcribe_tab(choices: SimpleNamespace) -> SimpleNamespace:
                 model = gr.Dropdown(choices.whisper, value=choices.default, label="Model", elem_id="tx-model")
                 language = gr.Dropdown(choices.languages, value=AUTO, label="Language", elem_id="tx-language")
                 device = gr.Dropdown(choices.devices, value=AUTO, label="Device", elem_id="tx-device")
+            options = _transcribe_options(choices)
             button = gr.Button("Transcribe", variant="primary", elem_id="transcribe-btn")
             stage = _html(
                 render_stage("Add audio files or record, then press Transcribe."), elem_id="transcribe-stage"
@@ -264,10 +270,79 @@ def _transcribe_tab(choices: SimpleNamespace) -> SimpleNamespace:
         model=model,
         language=language,
         device=device,
+        options=options,
         button=button,
         stage=stage,
         jobs=jobs,
         segments=segments,
+    )
+
+
+def _transcribe_options(choices: SimpleNamespace) -> SimpleNamespace:
+    """The job options beyond model, language and device: folded away, every default as the API's.
+
+    Empty numbers mean "decide for me" (batch size by device; speaker counts by the diarizer).
+    The speaker counts are enabled only while Diarize is ticked (and ignored when it is not).
+    """
+    with gr.Accordion("Options", open=False, elem_id="tx-options"):
+        task = gr.Radio(
+            [("Transcribe", "transcribe"), ("Translate to English", "translate")],
+            value="transcribe",
+            label="Task",
+            info="*.en models transcribe only",
+            elem_id="tx-task",
+        )
+        with gr.Row(equal_height=True):
+            vad = gr.Checkbox(
+                value=True, label="Skip silence (VAD)", elem_id="tx-vad", scale=2, min_width=160
+            )
+            # Text, not gr.Number: a Gradio number input cannot be empty (it sends 0), and empty
+            # is "auto" here (views.job_option_fields reads the text).
+            batch_size = gr.Textbox(
+                "",
+                label="Batch size",
+                placeholder="auto",
+                max_lines=1,
+                elem_id="tx-batch-size",
+                scale=1,
+                min_width=100,
+            )
+        prompt = gr.Textbox(
+            label="Initial prompt",
+            placeholder="names, spellings, style",
+            max_lines=4,
+            elem_id="tx-prompt",
+        )
+        diarize = gr.Checkbox(
+            value=False,
+            label="Diarize: who spoke when",
+            info=f"{choices.diarizer}, gated on the Hub: HF_TOKEN with access",
+            elem_id="tx-diarize",
+        )
+        with gr.Row(equal_height=True):
+            count = {"placeholder": "auto", "max_lines": 1, "interactive": False, "min_width": 90}
+            num_speakers = gr.Textbox("", label="Speakers", elem_id="tx-num-speakers", **count)
+            min_speakers = gr.Textbox("", label="Min speakers", elem_id="tx-min-speakers", **count)
+            max_speakers = gr.Textbox("", label="Max speakers", elem_id="tx-max-speakers", **count)
+    counts = [num_speakers, min_speakers, max_speakers]
+    diarize.change(
+        lambda on: [gr.Textbox(interactive=bool(on)) for _ in counts],
+        diarize,
+        counts,
+        queue=False,
+        show_progress="hidden",
+        **PRIVATE,
+    )
+    return SimpleNamespace(
+        task=task,
+        vad=vad,
+        batch_size=batch_size,
+        prompt=prompt,
+        diarize=diarize,
+        num_speakers=num_speakers,
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
+        inputs=[task, vad, batch_size, prompt, diarize, *counts],
     )
 
 
@@ -418,11 +493,13 @@ def _wire_live(
         pinned, shown = pinned or None, shown or None  # hidden textboxes hold "" for none
         show = job_to_show(jobs, pinned)
         show_id = show["id"] if show else None
-        # The segment table is redrawn only when another job is to be shown (it can be long).
-        if show_id == shown:
+        # The segment table is redrawn only when another job is to be shown (it can be long), or
+        # its speakers were renamed: ``shown`` holds the drawn table's ``segments_key``.
+        show_key = segments_key(show)
+        if show_key == shown:
             segments = (gr.skip(), gr.skip())
         else:
-            segments = (job_segments(transcriptions, show), show_id)
+            segments = (job_segments(transcriptions, show), show_key)
         return [
             gr.Timer(value=tick_interval(snap, pre, jobs)),
             render_badge(snap, pre, jobs),
@@ -472,10 +549,11 @@ def job_segments(transcriptions: JobManager, job: dict[str, Any] | None) -> str:
     if job is None:
         return render_segments([])
     try:
-        rows = segment_rows(transcriptions.transcript(job["id"]))
+        transcript = transcriptions.transcript(job["id"])
     except (ModelMgrError, OSError, ValueError) as exc:  # removed or expired meanwhile
         return render_segments([], f"{job_title(job)} · ⚠️ {exc}", job["id"])
-    return render_segments(rows, job_title(job), job["id"])
+    rows = segment_rows(transcript)
+    return render_segments(rows, job_title(job), job["id"], segment_speakers(transcript))
 
 
 def _workers_html(services: Services) -> str:
@@ -663,7 +741,12 @@ def _wire_transcribe(services: Services, tx: SimpleNamespace, live: SimpleNamesp
     manager = services.transcriptions
 
     def submit(
-        files: list[str] | None, recording: str | None, model_id: str, language: str, device: str
+        files: list[str] | None,
+        recording: str | None,
+        model_id: str,
+        language: str,
+        device: str,
+        *settings: Any,  # tx.options.inputs: task, vad, batch size, prompt, diarize, three counts
     ) -> tuple:
         paths = [Path(p) for p in (files or [])] + ([Path(recording)] if recording else [])
         # The click's JavaScript disabled the button in the page; saying "disabled" here too lets
@@ -676,7 +759,12 @@ def _wire_transcribe(services: Services, tx: SimpleNamespace, live: SimpleNamesp
         failed: list[tuple[str, str]] = []
         try:
             options = manager.validate(
-                JobOptions(model=model_id, language=language_arg(language), device=device or AUTO)
+                JobOptions(
+                    model=model_id,
+                    language=language_arg(language),
+                    device=device or AUTO,
+                    **job_option_fields(*settings),
+                )
             )
         except ModelMgrError as exc:
             gr.Warning(exc.message)
@@ -715,7 +803,7 @@ def _wire_transcribe(services: Services, tx: SimpleNamespace, live: SimpleNamesp
     then = {"queue": False, "show_progress": "hidden", **PRIVATE}
     tx.button.click(
         submit,
-        [tx.files, tx.recording, tx.model, tx.language, tx.device],
+        [tx.files, tx.recording, tx.model, tx.language, tx.device, *tx.options.inputs],
         [tx.stage, tx.files, tx.recording, tx.button],
         js=JS_DISABLE_TRANSCRIBE,
         **act,
