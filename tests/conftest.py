@@ -166,6 +166,13 @@ def english(tmp_path_factory: pytest.TempPathFactory, speech_tools: None) -> spe
 
 
 @pytest.fixture(scope="session")
+def dialogue(tmp_path_factory: pytest.TempPathFactory, speech_tools: None) -> speech.Speech:
+    """About 10 s: two sentences, one per voice. For the diarization tests about plumbing:
+    pyannote embeds every speaker of every 10 s window, so audio length is most of a job's time."""
+    return speech.make_speech(tmp_path_factory.mktemp("speech") / "dialogue.wav", speech.SHORT_SCRIPT[:2])
+
+
+@pytest.fixture(scope="session")
 def direct(english: speech.Speech) -> dict[str, str]:
     """What faster-whisper's own ``WhisperModel.transcribe`` makes of it (int8, CPU, language en).
 

@@ -84,7 +84,7 @@ def _submit(services: Services, audio: Path, tmp_path: Path, **options: Any):
 
 
 def test_a_diarizing_job_fetches_the_gated_models_once_and_gives_everything_a_speaker(
-    diarize_settings, gated_hub, english, tiny_pyannote, tmp_path: Path
+    diarize_settings, gated_hub, english, dialogue, tiny_pyannote, tmp_path: Path
 ) -> None:
     tiny = tiny_pyannote
     services = Services.build(diarize_settings)
@@ -100,7 +100,7 @@ def test_a_diarizing_job_fetches_the_gated_models_once_and_gives_everything_a_sp
     try:
         first = _submit(services, english.path, tmp_path, diarize=True, num_speakers=2)
         assert first.done.wait(TIMEOUT) and first.status == "done", first.error
-        second = _submit(services, english.path, tmp_path, diarize=True, min_speakers=1, max_speakers=3)
+        second = _submit(services, dialogue.path, tmp_path, diarize=True, min_speakers=1, max_speakers=3)
         assert second.done.wait(TIMEOUT) and second.status == "done", second.error
         events = [e for e in events if e["id"] == first.id]
         folders = {DIARIZER: tiny.pipeline, PARTS[0]: tiny.segmentation, PARTS[1]: tiny.embedding}
@@ -138,7 +138,7 @@ def _cached_files(settings: Any) -> list[str]:
 
 
 def test_the_diarizer_cannot_be_deleted_or_cleared_while_a_job_uses_it(
-    diarize_settings, english, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    diarize_settings, dialogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     entered, release = threading.Event(), threading.Event()
     real = diarize_module.diarize
@@ -151,7 +151,7 @@ def test_the_diarizer_cannot_be_deleted_or_cleared_while_a_job_uses_it(
     monkeypatch.setattr("modelmgr.asr.pipeline.diarize", held)
     services = Services.build(diarize_settings)
     try:
-        job = _submit(services, english.path, tmp_path, diarize=True)
+        job = _submit(services, dialogue.path, tmp_path, diarize=True)
         assert entered.wait(TIMEOUT), job.error
         assert job.status == "diarizing"
         files_before = _cached_files(diarize_settings)
@@ -172,7 +172,7 @@ def test_the_diarizer_cannot_be_deleted_or_cleared_while_a_job_uses_it(
 
 
 def test_a_job_cancelled_while_diarizing_stops_there(
-    diarize_settings, english, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    diarize_settings, dialogue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reached = threading.Event()
     real = diarize_module.diarize
@@ -185,7 +185,7 @@ def test_a_job_cancelled_while_diarizing_stops_there(
     monkeypatch.setattr("modelmgr.asr.pipeline.diarize", slow)
     services = Services.build(diarize_settings)
     try:
-        job = _submit(services, english.path, tmp_path, diarize=True)
+        job = _submit(services, dialogue.path, tmp_path, diarize=True)
         assert reached.wait(TIMEOUT), job.error
         services.transcriptions.cancel(job.id)
         assert job.done.wait(TIMEOUT)
@@ -235,10 +235,10 @@ def _diarized_job(live: LiveServer, audio: Path, **fields: Any) -> dict:
 
 
 def test_renamed_speakers_show_in_every_format_and_bad_renames_change_nothing(
-    diarize_settings, english
+    diarize_settings, dialogue
 ) -> None:
     with run_server(diarize_settings) as live:
-        job = _diarized_job(live, english.path, num_speakers=2)
+        job = _diarized_job(live, dialogue.path, num_speakers=2)
         url = f"{live.url}/api/transcriptions/{job['id']}"
         first = job["speakers"][0]["id"]
         before = {fmt: httpx.get(f"{url}/result?format={fmt}", timeout=30).text for fmt in ("srt", "json")}
@@ -274,22 +274,24 @@ def test_renamed_speakers_show_in_every_format_and_bad_renames_change_nothing(
         assert f"[{first}] " in httpx.get(f"{url}/result?format=srt", timeout=30).text
 
 
-def test_the_openai_client_gets_diarized_json(diarize_settings, english) -> None:
+def test_the_openai_client_gets_diarized_json(diarize_settings, dialogue) -> None:
     from openai import OpenAI
     from openai.types.audio import TranscriptionDiarized
 
     with run_server(diarize_settings) as live:
         client = OpenAI(base_url=f"{live.url}/v1", api_key="unused", timeout=TIMEOUT, max_retries=0)
-        with english.path.open("rb") as f:
+        with dialogue.path.open("rb") as f:
             result = client.audio.transcriptions.create(
                 model="tiny.en", file=f, response_format="diarized_json", extra_body={"num_speakers": 2}
             )
         assert isinstance(result, TranscriptionDiarized)
         assert result.segments and all(LABEL.match(seg.speaker) for seg in result.segments)
         assert all(seg.type == "transcript.text.segment" and seg.end >= seg.start for seg in result.segments)
-        assert wer(english.script, result.text) <= 0.15
-        assert abs(result.duration - english.duration) < 0.5
-        with english.path.open("rb") as f:
+        # The words, not their quality (tests/asr/test_real_speech.py measures that): on these two
+        # sentences tiny.en itself gets 5 of 28 words wrong ("round fox", "stellar").
+        assert wer(dialogue.script, result.text) <= 0.25
+        assert abs(result.duration - dialogue.duration) < 0.5
+        with dialogue.path.open("rb") as f:
             bad = httpx.post(
                 f"{live.url}/v1/audio/transcriptions",
                 files={"file": ("a.wav", f, "audio/wav")},
@@ -306,7 +308,7 @@ def test_the_openai_client_gets_diarized_json(diarize_settings, english) -> None
 
 @pytest.mark.slow
 def test_a_fresh_server_with_hf_token_diarizes_with_the_api(
-    diarize_settings, gated_hub, english, tiny_pyannote, tmp_path
+    diarize_settings, gated_hub, dialogue, tiny_pyannote, tmp_path
 ) -> None:
     """As a new user: `HF_TOKEN=... uv run app.py`, one request with diarize=true, a second client
     polling; the gated models come down once, the subtitles name speakers, the token is in no log."""
@@ -315,7 +317,7 @@ def test_a_fresh_server_with_hf_token_diarizes_with_the_api(
         with Poller(
             [f"{app.url}/api/models", f"{app.url}/api/transcriptions", f"{app.url}/api/preload/status"]
         ) as polls:
-            job = _diarized_job(app, english.path)  # type: ignore[arg-type]
+            job = _diarized_job(app, dialogue.path)  # type: ignore[arg-type]
         srt = httpx.get(f"{app.url}/api/transcriptions/{job['id']}/result?format=srt", timeout=30).text
         assert re.search(r"^\[SPEAKER_\d\d\] \S", srt, re.M), srt[:300]
         assert polls.polls > 20 and polls.failures == [], polls.failures[:5]

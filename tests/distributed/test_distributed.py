@@ -670,7 +670,7 @@ def test_two_web_replicas_behind_nginx_share_jobs_and_the_system_tab_acts_on_wor
 
 @pytest.mark.timeout(1200)
 def test_a_diarizing_job_runs_on_a_worker_with_its_own_token_which_never_travels_through_redis(
-    cluster: Cluster, pyannote_published: FakeHub, tiny_pyannote, english
+    cluster: Cluster, pyannote_published: FakeHub, tiny_pyannote, dialogue
 ) -> None:
     """(After the nginx test, which wants tiny.en on no worker before it downloads it.)
 
@@ -681,7 +681,7 @@ def test_a_diarizing_job_runs_on_a_worker_with_its_own_token_which_never_travels
     segmentation = tiny_models.PYANNOTE_SEGMENTATION, "pytorch_model.bin"
     before = hub.bytes_sent(*segmentation)
     with RedisTraffic(cluster.redis.url) as traffic:
-        created = submit(url, english.path, model="tiny.en", language="en", diarize="true")
+        created = submit(url, dialogue.path, model="tiny.en", language="en", diarize="true")
         assert created.status_code == 202, created.text
         job_id = created.json()["id"]
         done = wait_job(url, job_id, timeout=600)  # the first diarizing job imports pyannote

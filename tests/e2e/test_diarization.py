@@ -85,7 +85,7 @@ def speaker_column(page) -> list[tuple[str, str]]:
 
 @pytest.mark.timeout(1200)
 def test_a_newcomer_with_hf_token_sees_who_speaks(
-    open_page, diarize_settings, gated_hub, english, tiny_pyannote, tmp_path
+    open_page, diarize_settings, gated_hub, dialogue, tiny_pyannote, tmp_path
 ):
     settings = diarize_settings.model_copy(
         update={
@@ -101,9 +101,9 @@ def test_a_newcomer_with_hf_token_sees_who_speaks(
             page, second = open_page(app.url), open_page(app.url)
             errors = {"first tab": watch(page), "second tab": watch(second)}
             with screenshot_on_failure(page, "diarize-failed"):
-                diarize_upload(page, english.path)
+                diarize_upload(page, dialogue.path)
                 expect(page.locator("#transcribe-stage")).to_contain_text("Queued 1 file")
-                row = job_row(page, english.path.name)
+                row = job_row(page, dialogue.path.name)
                 expect(row.locator(".c-model")).to_contain_text("diarize")
                 wait_finished(row, FIRST_JOB_TIMEOUT_MS)
                 cells = segment_cells(page)  # start, end, text, words: as for any job
@@ -116,7 +116,7 @@ def test_a_newcomer_with_hf_token_sees_who_speaks(
                 assert {label for label, _ in speakers} == set(cues)
                 screenshot(page, "diarized-speakers")
             with screenshot_on_failure(second, "diarize-second-tab-failed"):
-                other = job_row(second, english.path.name)  # drawn by the second tab's own timer
+                other = job_row(second, dialogue.path.name)  # drawn by the second tab's own timer
                 expect(other).to_have_attribute("data-status", "done")
                 assert speaker_column(second) == speakers
             for each in (page, second):

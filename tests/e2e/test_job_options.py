@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from playwright.sync_api import expect
 
+from tests.conftest import LiveServer, predownload_diarizer, run_server
 from tests.e2e.conftest import choose, job_row, screenshot, upload
 
 DIARIZER = "pyannote/speaker-diarization-3.1"
@@ -46,7 +48,18 @@ def tick_diarize(page) -> None:
     page.locator("#tx-diarize input[type=checkbox]").check()
 
 
-def test_every_option_set_in_the_page_is_what_the_job_stores(page, studio, hub, tiny):
+@pytest.fixture
+def diarizing_studio(diarize_settings) -> Iterator[LiveServer]:
+    """The studio with HF_TOKEN set, the gated hub, and the diarization models already on disk
+    (no up-front probe of the gated repos meets the paused hub)."""
+    with run_server(diarize_settings, ui=True) as live:
+        predownload_diarizer(live.services)
+        yield live
+
+
+def test_every_option_set_in_the_page_is_what_the_job_stores(open_page, diarizing_studio, gated_hub, tiny):
+    studio, hub = diarizing_studio, gated_hub
+    page = open_page(studio.url)
     hub.pause()  # the job waits on its model download: nothing runs while the test reads it
     try:
         with screenshot_on_failure(page, "options-failed"):
