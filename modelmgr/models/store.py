@@ -29,6 +29,7 @@ from modelmgr.core.catalog import ModelSpec
 from modelmgr.core.settings import Settings
 from modelmgr.models.cache_layout import PARTIAL_SUFFIX, CacheLayout, Target, file_size
 from modelmgr.models.manifests import FileEntry, Manifest, ManifestFiles, manifest_from_hf_tree, select_files
+from modelmgr.models.transfer.record import bytes_present
 
 __all__ = [
     "PARTIAL_SUFFIX",
@@ -145,7 +146,9 @@ class Store:
                 continue
             complete = False
             blob = file_size(target.final)
-            present += blob if blob == target.entry.size else (file_size(target.partial) or 0)
+            # A partial written by parallel parts has holes: count what its range record says
+            # is on disk (where a resume starts), never the partial's length.
+            present += blob if blob == target.entry.size else bytes_present([target])
         path = self.model_path(spec, manifest)
         if complete:
             return LocalState("downloaded", present, manifest.total_bytes, path)

@@ -18,18 +18,24 @@ IN_FLIGHT = ("queued", "downloading", "verifying")
 
 
 class SpeedMeter:
-    """Bytes per second over a sliding window, so a stall shows as a falling speed."""
+    """Bytes per second over a sliding window, so a stall shows as a falling speed.
+
+    The count can go down (a retried part's discarded bytes are taken back out): the window
+    then starts again from the lower count, so the speed is never negative and the discard is
+    not read as a burst once the count climbs back."""
 
     def __init__(self, window_s: float = 3.0) -> None:
         self.window_s = window_s
         self.samples: deque[tuple[float, int]] = deque()
 
     def update(self, now: float, done: int) -> float | None:
+        if self.samples and done < self.samples[-1][1]:
+            self.samples.clear()
         self.samples.append((now, done))
         while len(self.samples) > 2 and now - self.samples[0][0] > self.window_s:
             self.samples.popleft()
         t0, b0 = self.samples[0]
-        return (done - b0) / (now - t0) if now - t0 > 0.05 else None
+        return max(0.0, (done - b0) / (now - t0)) if now - t0 > 0.05 else None
 
 
 @dataclass(eq=False)

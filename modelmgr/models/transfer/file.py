@@ -36,8 +36,9 @@ class FileTransfer:
         self.entry = target.entry
         self.error: BaseException | None = None
         self.stop = threading.Event()  # this file's parts must stop (failure or restart)
-        # lock guards parts, url, single, no_ranges, counted, the record file and the hasher
-        # state; the hasher and the scheduler wait on conditions over it.
+        # lock guards parts, url, single, no_ranges, counted, the record's copies (not its file:
+        # no I/O under this lock) and the hasher state; the hasher and the scheduler wait on
+        # conditions over it.
         self.lock = threading.Lock()
         self.parts: list[Part] = []
         self.url = self.entry.url  # the final URL after redirects, once known
@@ -130,11 +131,14 @@ class FileTransfer:
         self.save_record(force=True)
 
     def save_record(self, force: bool = False) -> None:
+        """Write the range record (at most every ``_RECORD_EVERY_S`` unless forced). The parts
+        are copied under the lock and written without it: a slow disk never stops the parts."""
         now = time.monotonic()
         if not self.record.due(now, force):
             return
         with self.lock:
-            self.record.write(self.parts, now)
+            snapshot = self.record.snapshot(self.parts)
+        self.record.write(snapshot, now, wait=force)
 
     def wrote(self, part: Part, nbytes: int) -> None:
         """``nbytes`` more of ``part`` are on disk (written before this says so)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,30 +63,58 @@ def load_parts(target: Target) -> list[tuple[int, int, int]]:
 
 
 class RangeRecord:
-    """Writes one target's record: atomically, and at most every ``_RECORD_EVERY_S`` unless forced."""
+    """Writes one target's record: atomically, and at most every ``_RECORD_EVERY_S`` unless forced.
+
+    The parts are copied under the file's lock (``snapshot``: no I/O) and written without it
+    (``write``), so a slow write never stops the parts: under load (two cores, load average
+    10+) a write took 10-500 ms, and while it held the file's lock every part stopped reading
+    its socket; the hub's bytes piled up in the socket buffers (14 MiB of a 64 MiB file) and a
+    kill -9 lost them all. Writes are serialised by their own lock and numbered: an older copy
+    never replaces a newer one, nor comes back after ``remove``.
+    """
 
     def __init__(self, target: Target) -> None:
         self._target = target
         self._path = record_path(target)
-        self._saved_at = 0.0  # written under the caller's lock, read without it (a rate limit only)
+        self._tmp = self._path.with_name(self._path.name + ".tmp")
+        self._saved_at = 0.0  # when the last write began (read without a lock: a rate limit only)
+        self._io = threading.Lock()  # one write at a time; guards _written and the files
+        self._issued = 0  # copies taken (under the file's lock)
+        self._written = 0  # the newest copy on disk: older ones are dropped
 
     def due(self, now: float, force: bool) -> bool:
         return force or now - self._saved_at >= _RECORD_EVERY_S
 
-    def write(self, parts: Sequence[Part], now: float) -> None:
-        """Replace the record with ``parts``. Caller holds the lock that guards the parts."""
-        self._saved_at = now
-        entry = self._target.entry
-        record = {
-            "version": 1,
-            "size": entry.size,
-            "id": entry.etag,
-            "parts": [[p.start, p.end, p.done] for p in parts],
-        }
-        tmp = self._path.with_name(self._path.name + ".tmp")
-        with disk_full_is_fatal(entry.path):
-            tmp.write_text(json.dumps(record))
-            os.replace(tmp, self._path)  # atomic: never half a record
+    def snapshot(self, parts: Sequence[Part]) -> tuple[int, list[list[int]]]:
+        """A numbered copy of ``parts``. Caller holds the lock that guards the parts."""
+        self._issued += 1
+        return self._issued, [[p.start, p.end, p.done] for p in parts]
+
+    def write(self, snapshot: tuple[int, list[list[int]]], now: float, *, wait: bool = True) -> None:
+        """Replace the record with ``snapshot``, unless a newer one is on disk. Without ``wait``
+        it gives way to a write in progress (a later chunk writes a newer copy)."""
+        seq, parts = snapshot
+        if not self._io.acquire(blocking=wait):
+            return
+        try:
+            if seq <= self._written:
+                return
+            self._saved_at = now
+            entry = self._target.entry
+            data = json.dumps({"version": 1, "size": entry.size, "id": entry.etag, "parts": parts}).encode()
+            with disk_full_is_fatal(entry.path):
+                fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    os.write(fd, data)
+                finally:
+                    os.close(fd)
+                os.replace(self._tmp, self._path)  # atomic: never half a record
+            self._written = seq
+        finally:
+            self._io.release()
 
     def remove(self) -> None:
-        self._path.unlink(missing_ok=True)
+        """Remove the record; copies taken before this are never written."""
+        with self._io:
+            self._written = max(self._written, self._issued)
+            self._path.unlink(missing_ok=True)
