@@ -6,7 +6,10 @@ Deliberate choices (keep them):
   models table, the manager panel, the preload card, the System tab and the
   buttons' ``interactive`` flags from ``downloads.snapshot()`` and
   ``preload.status()`` on every tick: about once a second while something is
-  in flight, every few seconds when idle. Nothing in a component or a
+  in flight, every few seconds when idle, never while the tab is in the
+  background (Gradio's Timer dispatches no tick while ``document.visibilityState``
+  is ``hidden``; a tab shown again asks for a redraw at once, ``page_shown``,
+  rather than at its next tick). Nothing in a component or a
   ``gr.State`` remembers download state, so a reload, a closed panel, another
   tab or a second browser window all show what the server knows. The page opens
   no EventSource of its own: the tick travels over Gradio's queue connection,
@@ -156,6 +159,12 @@ element.addEventListener('click', (event) => {{
 """
 
 
+# A tab shown again redraws at once: its timer dispatched nothing while it was hidden.
+JS_PAGE_SHOWN = """
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible') trigger('page_shown');
+});
+"""
 JS_JOB_ACTIONS = _js_row_actions("job_action", "job")  # the jobs table: Show, Cancel, Remove
 JS_WORKER_ACTIONS = _js_row_actions("worker_action", "worker")  # System tab: a worker's Preload
 JS_CONFIRM_DELETE = (
@@ -213,6 +222,7 @@ def build_ui(services: Services) -> gr.Blocks:
         # and six such pages use up a browser's HTTP/1.1 connections to the host (tabs freeze).
         tx.pinned = _page_value()  # the job picked with Show ("": follow the newest finished job)
         tx.shown = _page_value()  # segments_key of the table drawn now (the job, its speakers' names)
+        tx.watch = _html("", elem_id="visibility-watch", js_on_load=JS_PAGE_SHOWN)
         live = _wire_live(services, demo, timer, header, models, panel, system_html, tx)
         _wire_actions(services, models, panel, live)
         _wire_transcribe(services, tx, live)
@@ -528,6 +538,7 @@ def _wire_live(
     # would be a join plus a result stream held open per page, and twenty tabs sharing a browser's
     # six HTTP/1.1 connections to the host then wait on each other's streams.
     timer.tick(refresh, inputs, outputs, queue=False, **quiet)
+    tx.watch.page_shown(refresh, inputs, outputs, queue=False, **quiet)
     demo.load(refresh, inputs, outputs, queue=False, **quiet)
     demo.load(device_labels, None, [tx.device, models.device], queue=False, **quiet)
     demo.load(None, js=JS_RESTORE_PANEL)
