@@ -116,6 +116,9 @@ class FakeHub:
         # gated repos (as the Hub gates pyannote's): repo id -> whether the API is gated too
         self._gated: dict[str, bool] = {}
         self.accepted_tokens: set[str] = set()  # tokens whose owners accepted the conditions
+        # Tokens the Hub does not know (revoked, expired, mistyped): like the Hub, every request
+        # carrying one is answered 401 "Invalid credentials", public repos too.
+        self.invalid_tokens: set[str] = set()
         self.authorizations: list[str] = []  # every Authorization header the hub was sent
         # a mirror without hashes: repo id (None: every repo) -> whether files lose their ETags too
         self._stripped: dict[str | None, bool] = {}
@@ -190,13 +193,17 @@ class FakeHub:
         return etags is not None, bool(etags)
 
     def _check_gate(self, repo_id: str, authorization: str, api: bool) -> None:
+        token = authorization.removeprefix("Bearer ").strip()
         with self._lock:
             api_too = self._gated.get(repo_id)
             if authorization:
                 self.authorizations.append(authorization)
+            invalid = token in self.invalid_tokens
+        if invalid:  # the Hub's answer: no X-Error-Code, this exact X-Error-Message
+            message = "Invalid credentials in Authorization header"
+            raise _HubError(401, None, message, **{"X-Error-Message": message})
         if api_too is None or (api and not api_too):
             return
-        token = authorization.removeprefix("Bearer ").strip()
         if not token:
             raise _HubError(
                 401,

@@ -119,6 +119,17 @@ def auth_required(endpoint: str, model_id: str, repos: list[str], token_source: 
     )
 
 
+def token_refused(endpoint: str, model_id: str, token_source: str) -> AuthRequired:
+    """The hub refused the token itself (revoked, expired, mistyped). The Hub then answers every
+    request that carries it with 401 "Invalid credentials", public repos too, so the words are
+    about the token, not about any repo's conditions."""
+    return AuthRequired(
+        f"{endpoint} did not accept the token from {token_source} (invalid or expired) and so did not "
+        f"serve {model_id}: check it (`hf auth whoami`), replace it (`hf auth login`, or a new "
+        "HF_TOKEN) or remove it (public models need none), and try again"
+    )
+
+
 def gated_repo(endpoint: str, model_id: str, repos: list[str], token_source: str) -> GatedRepo:
     """A valid token whose owner has not accepted the conditions of ``repos``."""
     pages = " and ".join(repo_page(endpoint, r) for r in repos)

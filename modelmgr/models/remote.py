@@ -44,7 +44,7 @@ from modelmgr.core.errors import (
     RemoteNotFound,
 )
 from modelmgr.core.settings import Settings
-from modelmgr.models.hub_token import HubToken, auth_required, gated_repo
+from modelmgr.models.hub_token import HubToken, auth_required, gated_repo, token_refused
 from modelmgr.models.manifests import digest_from_etag
 from modelmgr.models.netfaults import network_error, transport_error_types
 from modelmgr.models.store import FileEntry, Manifest, select_files
@@ -165,6 +165,8 @@ class Remote:
         except OfflineModeIsEnabled as exc:
             raise Offline(str(exc)) from exc
         except HfHubHTTPError as exc:
+            if token and _token_refused(exc):
+                raise token_refused(self.endpoint, spec.id, self.token.source()) from None
             raise DownloadFailed(f"the hub refused the file list of {spec.repo_id}: {exc}") from exc
         except transport_error_types() as exc:  # httpx2 (huggingface_hub) and httpx (torchaudio HEAD)
             raise network_error(exc, where) from None
@@ -211,7 +213,10 @@ class Remote:
         except GatedRepoError as exc:
             owner = for_model or spec
             raise self.refusal(owner, _status(exc), [spec.repo_id], True) from None
-        except Exception as exc:  # unreachable, slow, not found: not ours to answer, the download says it
+        except Exception as exc:
+            if _token_refused(exc):
+                raise token_refused(self.endpoint, (for_model or spec).id, self.token.source()) from None
+            # Unreachable, slow, not found: not ours to answer, the download says it.
             log.info(
                 "access check of %s inconclusive (%s); the download goes ahead",
                 spec.repo_id,
@@ -303,6 +308,15 @@ class Remote:
         response.raise_for_status()
         size = int(response.headers["content-length"])
         return Manifest(spec.id, spec.repo_id, None, (FileEntry(spec.filename, size, url),))
+
+
+def _token_refused(exc: Exception) -> bool:
+    """The hub's 401 "Invalid credentials" (a plain ``HfHubHTTPError``): the token itself was
+    refused. A 401 that huggingface_hub reads as "not found" (private or missing) is not this."""
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    plain = isinstance(exc, HfHubHTTPError) and not isinstance(exc, RepositoryNotFoundError)
+    return plain and _status(exc) == 401
 
 
 def _status(exc: Exception) -> int | None:

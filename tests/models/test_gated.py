@@ -155,6 +155,35 @@ def test_an_unaccepted_token_is_refused_by_the_request_with_gated_repo(
         services.shutdown()
 
 
+REVOKED_TOKEN = "hf_revoked_0123456789abcdefghijkl"  # the Hub no longer knows it
+
+
+def test_a_revoked_token_is_named_for_gated_and_public_models_alike(
+    gated_hub: FakeHub, tmp_path: Path
+) -> None:
+    """The Hub answers every request carrying a token it does not know with 401 "Invalid
+    credentials" (no X-Error-Code), public repos too: the words are about the token."""
+    gated_hub.invalid_tokens.add(REVOKED_TOKEN)
+    services = build(hub_settings(gated_hub, tmp_path, hf_token=REVOKED_TOKEN))
+    try:
+        with pytest.raises(AuthRequired) as refused:  # the gated pipeline: by the request itself
+            services.downloads.start(DIARIZER)
+        message = refused.value.message
+        assert refused.value.code == "auth_required"
+        assert "did not accept the token from HF_TOKEN" in message and "hf auth whoami" in message, message
+        assert REVOKED_TOKEN not in message
+        assert status(services, DIARIZER)["error_code"] == "auth_required"
+        job = services.downloads.start("tiny").job  # a public model: its download says the same
+        assert job is not None and job.done.wait(120)
+        model = status(services, "tiny")
+        assert model["status"] == "error" and model["error_code"] == "auth_required", model
+        assert "invalid or expired" in model["error"] and REVOKED_TOKEN not in model["error"]
+        assert gated_hub.get_count("Systran/faster-whisper-tiny", "model.bin") == 0
+    finally:
+        gated_hub.invalid_tokens.discard(REVOKED_TOKEN)
+        services.shutdown()
+
+
 # --- the accepted token: the pipeline and its parts, once, in the HF cache layout ----------------
 def test_the_accepted_token_brings_the_pipeline_and_both_parts_once(
     diarize_settings: Settings, gated_hub: FakeHub
