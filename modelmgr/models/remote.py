@@ -52,7 +52,7 @@ from modelmgr.models.store import FileEntry, Manifest, select_files
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 ACCESS_OK_TTL_S = 60.0  # a granted probe is trusted this long (a double click, a pipeline's parts)
-PROBE_TIMEOUT_S = 10.0  # the up-front access probe answers a request: at most this per call
+PROBE_TIMEOUT_S = 5.0  # the up-front access probe answers a request: at most this per call
 
 
 def call_cancellable(fn: Callable[[], T], cancel: threading.Event | None, deadline_s: float, where: str) -> T:
@@ -182,12 +182,13 @@ class Remote:
             return auth_required(self.endpoint, spec.id, repos, source)
         return AccessDenied(f"{self.endpoint} refused access to {' and '.join(repos)} (HTTP {status})")
 
-    def check_access(self, spec: ModelSpec, token: str, *, for_model: ModelSpec | None = None) -> None:
+    def check_access(self, spec: ModelSpec, token: str, *, for_model: ModelSpec | None = None) -> bool:
         """Ask the hub, quickly, whether ``token`` may fetch the gated ``spec``: ``model_info``
         (which the Hub answers for gated repos too, saying ``gated``), then a HEAD of one file
         with the token. Raises ``AuthRequired`` (401) or ``GatedRepo`` (403) naming ``spec``'s
-        repo as part of ``for_model`` when given. Any other outcome (granted, not gated, the hub
-        unreachable or slow) returns: the download itself then reports what it meets.
+        repo as part of ``for_model`` when given. Any other outcome returns: True when the hub
+        answered (granted, not gated), False when it could not say (unreachable, slow, not
+        found); the download itself then reports what it meets.
         """
         from huggingface_hub import get_hf_file_metadata
         from huggingface_hub.errors import GatedRepoError
@@ -195,7 +196,7 @@ class Remote:
         key = (spec.repo_id, hashlib.sha256(token.encode()).hexdigest())
         with self._lock:
             if time.monotonic() - self._access_ok.get(key, -ACCESS_OK_TTL_S) < ACCESS_OK_TTL_S:
-                return
+                return True
         timeout = min(self.settings.download_timeout_s, PROBE_TIMEOUT_S)
 
         def probe() -> None:
@@ -222,9 +223,10 @@ class Remote:
                 spec.repo_id,
                 type(exc).__name__,
             )
-            return
+            return False
         with self._lock:
             self._access_ok[key] = time.monotonic()
+        return True
 
     def _resolve_hf(self, spec: ModelSpec, token: str | bool) -> Manifest:
         # One request with a deadline: the commit plus every file's size and hash.

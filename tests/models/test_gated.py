@@ -9,9 +9,12 @@ other tests.
 from __future__ import annotations
 
 import ast
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from huggingface_hub import constants as hf_constants
@@ -19,6 +22,7 @@ from huggingface_hub import constants as hf_constants
 from modelmgr.core.catalog import Catalog
 from modelmgr.core.errors import AuthRequired, GatedRepo, TokenUnreadable
 from modelmgr.core.settings import Settings
+from modelmgr.models import remote as remote_module
 from modelmgr.models.remote import Remote
 from modelmgr.services import Services
 from tests import tiny_models
@@ -182,6 +186,30 @@ def test_a_revoked_token_is_named_for_gated_and_public_models_alike(
     finally:
         gated_hub.invalid_tokens.discard(REVOKED_TOKEN)
         services.shutdown()
+
+
+def test_a_hung_hub_holds_a_gated_request_for_one_probe_not_one_per_repo(tmp_path: Path) -> None:
+    """A hub that accepts connections and never answers: the up-front probe cannot say, so the
+    request goes ahead (the download then reports the hub) after one probe's deadline, not one
+    per gated repo the pipeline names."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel accepts; nobody answers
+    endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    settings = hub_settings(SimpleNamespace(url=endpoint), tmp_path, hf_token=ACCEPTED_TOKEN)  # type: ignore[arg-type]
+    services = build(settings)
+    try:
+        started = time.monotonic()
+        result = services.downloads.start(DIARIZER)
+        took = time.monotonic() - started
+        assert result.job is not None, "not refused: the hub could not say"
+        # model_info times out (the HEAD after it is never sent); a margin for a loaded machine.
+        one_probe = remote_module.PROBE_TIMEOUT_S
+        assert took < 2 * one_probe, f"the request waited {took:.1f} s for a hung hub"
+        services.downloads.cancel(DIARIZER)
+    finally:
+        services.shutdown()
+        silent.close()
 
 
 # --- the accepted token: the pipeline and its parts, once, in the HF cache layout ----------------

@@ -6,8 +6,9 @@ network to be refused when there is no token at all: 401 ``auth_required`` at on
 the repos whose conditions to accept. With a token, one quick probe per gated repo (model_info,
 then a HEAD of one file, under a deadline; ``Remote.check_access``) turns the hub's 401/403 into
 the same refusal. A probe that cannot answer (the hub unreachable or slow) lets the download
-go ahead: the download reports what it meets, with its retries. Offline, nothing is asked (the
-download says ``offline``).
+go ahead, and the other gated repos are not asked (a hung hub holds the request for one
+probe's deadline, not one per repo): the download reports what it meets, with its retries.
+Offline, nothing is asked (the download says ``offline``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def check_up_front(remote: Remote, spec: ModelSpec, gated: list[ModelSpec]) -> N
     if token is None:
         raise auth_required(remote.endpoint, spec.id, [s.repo_id for s in gated], None)
     for part in gated:
-        remote.check_access(part, token, for_model=spec)
+        if not remote.check_access(part, token, for_model=spec):
+            return  # the hub could not say (a hung hub would make the request wait once per part)
 
 
 def refuse_gated(
