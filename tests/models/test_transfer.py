@@ -196,6 +196,20 @@ def test_server_without_ranges_falls_back_to_one_stream(hub: FakeHub, tmp_path: 
     assert hub.get_count(REPO, name) <= 2, "one probe, then (at most) one plain stream"
 
 
+def test_the_one_stream_a_fallback_adopts_is_watched_as_itself(hub: FakeHub, tmp_path: Path) -> None:
+    """A 200 to the ranged probe is adopted as the file's one stream: the watchdog must follow
+    that stream (its socket, its bytes), not the probe's part, which receives no more bytes and
+    would look stalled: it cut the healthy stream once ``stall_s`` had passed."""
+    data, name = publish(hub, 3 * MiB, seed=12)
+    target = target_for(hub, tmp_path, data)
+    hub.set_range_mode("ignore")
+    hub.set_throttle(1_000_000)  # about 3 s of one stream, twice the stall deadline
+    progress = run_fetch(target, stall_s=1.5, retries=0)
+    assert target.final.read_bytes() == data
+    assert progress.total == len(data)
+    assert hub.get_count(REPO, name) == 1, "the probe's answer was the whole file, read once"
+
+
 def test_fallback_after_a_partial_from_parts_takes_its_bytes_back(hub: FakeHub, tmp_path: Path) -> None:
     data, name = publish(hub, 4 * MiB, seed=3)
     target = target_for(hub, tmp_path, data)

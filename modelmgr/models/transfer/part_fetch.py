@@ -127,8 +127,7 @@ class PartFetcher:
                         raise NoRanges()
                     if not file.single or part.done:  # adopt this whole body as one stream
                         file.go_single()
-                        part = file.parts[0]
-                        run.watchdog.watch(part)
+                        part = self._adopt(part, file.parts[0])
                 elif code == 206:
                     check_content_range(response, part.pos, entry.size)
                 if probe is not None:
@@ -140,6 +139,15 @@ class PartFetcher:
             if part.interrupted and not part.stalled:  # the watchdog closed it: say why
                 run.check()
                 file.check()
+
+    def _adopt(self, probe: Part, stream: Part) -> Part:
+        """``stream`` takes over ``probe``'s request: its socket and the watchdog's eye (the probe
+        part gets no more bytes, and watched it would look stalled and cut the stream)."""
+        watchdog = self._run.watchdog
+        stream.sock, stream.last_byte_at = probe.sock, time.monotonic()
+        watchdog.unwatch(probe)
+        watchdog.watch(stream)
+        return stream
 
     def _copy(self, part: Part, response: httpx.Response) -> None:
         file, run = self._file, self._run
