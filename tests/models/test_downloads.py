@@ -257,6 +257,39 @@ def test_delete_removes_files_and_refuses_while_downloading(
     assert not services.store.repo_dir(services.catalog.get("tiny")).exists()
 
 
+def test_an_update_while_the_model_is_being_deleted_is_refused_and_starts_nothing(
+    services: Services, hub: FakeHub, monkeypatch
+) -> None:
+    services.downloads.start("tiny", with_align=False)
+    wait_status(services, "tiny", "downloaded")
+    finished = services.downloads.job("tiny")  # the download's job, kept as its outcome
+    inside, release = threading.Event(), threading.Event()
+    real = services.store.delete
+
+    def held(spec):
+        inside.set()
+        assert release.wait(60), "the test never let the delete finish"
+        return real(spec)
+
+    monkeypatch.setattr(services.store, "delete", held)
+    deleting = threading.Thread(target=services.downloads.delete, args=("tiny",), daemon=True)
+    deleting.start()
+    try:
+        assert inside.wait(30)
+        hub.reset_counters()
+        try:
+            services.downloads.update("tiny")
+            raise AssertionError("an update during a delete must be refused")
+        except Exception as exc:
+            assert getattr(exc, "code", "") == "model_busy" and "being deleted" in str(exc), exc
+        assert services.downloads.job("tiny") is finished, "no job was registered"
+    finally:
+        release.set()
+        deleting.join(30)
+    assert status(services, "tiny") == "not_downloaded"
+    assert hub.get_count(TINY, "model.bin") == 0, "nothing was fetched back behind the delete"
+
+
 def test_cache_written_by_us_is_readable_by_huggingface_hub(
     services: Services, hub: FakeHub, settings, tiny
 ) -> None:

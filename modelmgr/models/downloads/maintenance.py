@@ -64,8 +64,7 @@ class Maintenance:
                 if existing.mode == "verify":
                     return existing
                 raise ModelBusy(f"{spec.id} is downloading; verify it when that ends")
-            if spec.repo_id in registry.deleting:
-                raise ModelBusy(f"{spec.id} is being deleted")
+            registry.refuse_while_deleting(spec)
             job = Job(spec, mode="verify", status="verifying")
             registry.register(job)
         thread = threading.Thread(target=self._run_verify, args=(job,), name=f"verify:{spec.id}", daemon=True)

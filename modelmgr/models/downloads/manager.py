@@ -144,8 +144,7 @@ class DownloadManager:
                 raise
         self._check_gated(spec, local, aligns)
         with self.registry.lock:
-            if spec.repo_id in self.registry.deleting:
-                raise ModelBusy(f"{spec.id} is being deleted")
+            self.registry.refuse_while_deleting(spec)
             existing = self.registry.jobs.get(spec.repo_id)  # second check, under the lock
             if existing is not None and existing.mode == "verify":
                 raise ModelBusy(f"{spec.id} is being verified; download it when that ends")
@@ -182,6 +181,7 @@ class DownloadManager:
         if self.scheduler.stopping:
             raise ModelBusy("the server is shutting down; no new download starts")
         with self.registry.lock:
+            self.registry.refuse_while_deleting(spec)
             existing = self.registry.jobs.get(spec.repo_id)
             if existing is not None:
                 if existing.mode == "verify":

@@ -58,6 +58,12 @@ class JobRegistry:
             self.outcomes[job.spec.repo_id] = job
         return True
 
+    def refuse_while_deleting(self, spec: ModelSpec) -> None:
+        """``ModelBusy`` while ``spec``'s repository is being deleted (a new job would fetch its
+        files back behind the delete). Caller holds ``lock``."""
+        if spec.repo_id in self.deleting:
+            raise ModelBusy(f"{spec.id} is being deleted")
+
     def begin_delete(self, spec: ModelSpec) -> None:
         """Mark the repository as being deleted; refused while it has a job or another delete."""
         with self.lock:
@@ -65,8 +71,7 @@ class JobRegistry:
             if job is not None:
                 what = "verified" if job.mode == "verify" else "downloaded"
                 raise ModelBusy(f"{spec.repo_id} is being {what} (as {job.spec.id}); cancel it first")
-            if spec.repo_id in self.deleting:
-                raise ModelBusy(f"{spec.id} is being deleted")
+            self.refuse_while_deleting(spec)
             self.deleting.add(spec.repo_id)
 
     def end_delete(self, repo_id: str) -> None:
