@@ -36,7 +36,11 @@ def app_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that points a new process at the test hub and a private cache."""
     # Not GRADIO_TEMP_DIR either: an in-process test server set it for this process (each studio
     # picks its own upload folder by port, as a new process here must too).
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELMGR_", "HF_", "GRADIO_TEMP_DIR"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MODELMGR_", "HF_", "HUGGING_FACE_", "GRADIO_TEMP_DIR"))
+    }
     env.update(
         HF_ENDPOINT=settings.hf_endpoint,
         HF_HOME=str(settings.hf_home),

@@ -59,8 +59,11 @@ class Settings(BaseSettings):
     # The hub cache itself (default: $HF_HOME/hub).
     hf_hub_cache: Path | None = Field(None, validation_alias=_alias("HF_HUB_CACHE", "HF_HUB_CACHE"))
     # Token for gated or private repos (sent only to the hub endpoint); unset: huggingface_hub's
-    # token file ($HF_HOME/token or HF_TOKEN_PATH, written by `hf auth login`).
-    hf_token: SecretStr | None = Field(None, validation_alias=_alias("HF_TOKEN", "HF_TOKEN"))
+    # token file ($HF_HOME/token or HF_TOKEN_PATH, written by `hf auth login`). The older name
+    # HUGGING_FACE_HUB_TOKEN counts too, as huggingface_hub still reads it.
+    hf_token: SecretStr | None = Field(
+        None, validation_alias=_alias("HF_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+    )
     # Never reach out: missing models report an `offline` error.
     offline: bool = Field(False, validation_alias=_alias("OFFLINE", "HF_HUB_OFFLINE"))
     # torchaudio alignment bundles (en, fr, de, es, it) land in hub/checkpoints here.

@@ -300,6 +300,20 @@ def test_the_setting_wins_over_the_token_file(gated_hub: FakeHub, tmp_path: Path
     assert Remote(hub_settings(gated_hub, tmp_path)).token.get() == UNACCEPTED_TOKEN
 
 
+def test_the_token_comes_from_every_variable_huggingface_hub_reads(monkeypatch) -> None:
+    """MODELMGR_HF_TOKEN, then HF_TOKEN, then HUGGING_FACE_HUB_TOKEN (huggingface_hub still
+    honours that older name, and so do older guides): the first one set wins."""
+    for name in ("MODELMGR_HF_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings().hf_token is None
+    monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", "hf_old_name")
+    assert Settings().hf_token.get_secret_value() == "hf_old_name"
+    monkeypatch.setenv("HF_TOKEN", "hf_new_name")
+    assert Settings().hf_token.get_secret_value() == "hf_new_name"
+    monkeypatch.setenv("MODELMGR_HF_TOKEN", "hf_ours")
+    assert Settings().hf_token.get_secret_value() == "hf_ours"
+
+
 @pytest.mark.parametrize("broken", ["a-directory", "not-utf8"])
 def test_an_unreadable_token_file_is_named_for_gated_models_and_skipped_for_public_ones(
     gated_hub: FakeHub, tmp_path: Path, monkeypatch, caplog, broken: str
