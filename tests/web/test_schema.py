@@ -97,3 +97,31 @@ def test_no_generated_request_gets_a_server_error(api_app, sys_modules_hypothesi
             assert mode is GenerationMode.NEGATIVE, operation.label  # nothing to make invalid
     assert not failures, failures[:5]
     assert sum(calls.values()) >= 500, calls
+
+
+def _form_fields(app, path: str) -> set[str]:
+    body = app.openapi()["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]
+    return set(body["schema"]["properties"])
+
+
+def test_the_schema_lists_every_form_field_the_upload_routes_read(api_app) -> None:
+    """The upload routes read their multipart forms themselves; their schema (what /docs shows and
+    what the generated requests above use) must name every field they take."""
+    from modelmgr.web.api.transcriptions import JobForm
+
+    assert _form_fields(api_app, "/api/transcriptions") == {"file", *JobForm.model_fields}
+    openai_fields = {
+        "file",
+        "model",
+        "language",
+        "prompt",
+        "response_format",
+        "temperature",
+        "timestamp_granularities[]",
+        "stream",
+        "num_speakers",
+        "min_speakers",
+        "max_speakers",
+    }
+    for path in ("/v1/audio/transcriptions", "/v1/audio/translations"):
+        assert _form_fields(api_app, path) == openai_fields, path

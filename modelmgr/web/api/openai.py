@@ -28,10 +28,10 @@ from modelmgr.core.events import CLOSED
 from modelmgr.services import Services
 from modelmgr.web.api.uploads import (
     MEDIA_TYPES,
-    MULTIPART,
     form_bool,
     form_fields,
     form_language,
+    multipart,
     read_form,
     split_values,
     submit_upload,
@@ -41,6 +41,21 @@ from modelmgr.web.api.uploads import (
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
 # Speaker counts for diarized_json come as extra form fields (the openai client's extra_body).
 SPEAKER_FIELDS = ("num_speakers", "min_speakers", "max_speakers")
+OPENAI_MULTIPART = multipart(
+    {
+        "model": {"type": "string", "example": "tiny"},
+        "language": {"type": "string", "example": "en"},
+        "prompt": {"type": "string"},
+        "response_format": {"type": "string", "enum": list(OPENAI_FORMATS), "default": "json"},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+        "timestamp_granularities[]": {
+            "type": "array",
+            "items": {"type": "string", "enum": ["word", "segment"]},
+        },
+        "stream": {"type": "boolean", "default": False},
+        **{name: {"type": "integer", "minimum": 1} for name in SPEAKER_FIELDS},  # diarized_json only
+    }
+)
 
 
 def add_openai_routes(guarded: APIRouter, services: Services) -> None:
@@ -93,11 +108,11 @@ def add_openai_routes(guarded: APIRouter, services: Services) -> None:
         transcript = await asyncio.to_thread(manager.transcript, job.id)
         return _openai_body(transcript, response_format, task, "word" in granularities)
 
-    @guarded.post("/v1/audio/transcriptions", openapi_extra=MULTIPART, tags=["openai"])
+    @guarded.post("/v1/audio/transcriptions", openapi_extra=OPENAI_MULTIPART, tags=["openai"])
     async def openai_transcriptions(request: Request) -> Response:
         return await openai_audio(request, "transcribe")
 
-    @guarded.post("/v1/audio/translations", openapi_extra=MULTIPART, tags=["openai"])
+    @guarded.post("/v1/audio/translations", openapi_extra=OPENAI_MULTIPART, tags=["openai"])
     async def openai_translations(request: Request) -> Response:
         return await openai_audio(request, "translate")
 

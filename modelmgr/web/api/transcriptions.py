@@ -25,10 +25,10 @@ from modelmgr.web.api.docs import ALL_RESPONSES
 from modelmgr.web.api.openai import add_openai_routes, unknown_v1_routes
 from modelmgr.web.api.uploads import (
     MEDIA_TYPES,
-    MULTIPART,
     form_bool,
     form_fields,
     form_language,
+    multipart,
     read_form,
     split_values,
     submit_upload,
@@ -63,6 +63,9 @@ class JobForm(BaseModel):
         return form_bool(value)
 
 
+JOB_MULTIPART = multipart(JobForm.model_json_schema()["properties"])
+
+
 def install_transcription_api(
     app: FastAPI, services: Services, require_auth: Callable[[Request], None], result_key: bytes | None
 ) -> None:
@@ -73,7 +76,9 @@ def install_transcription_api(
     guarded = APIRouter(dependencies=[Depends(require_auth)], responses=ALL_RESPONSES)
 
     # --- jobs API ---
-    @guarded.post("/api/transcriptions", status_code=202, openapi_extra=MULTIPART, tags=["transcriptions"])
+    @guarded.post(
+        "/api/transcriptions", status_code=202, openapi_extra=JOB_MULTIPART, tags=["transcriptions"]
+    )
     async def submit_job(request: Request) -> JSONResponse:
         form, upload = await read_form(request)
         fields = form_fields(form, {"formats"})

@@ -27,24 +27,14 @@ MEDIA_TYPES = {
     "vtt": "text/vtt; charset=utf-8",
     "txt": "text/plain; charset=utf-8",
 }
-MULTIPART = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        "model": {"type": "string", "example": "tiny"},
-                        "language": {"type": "string", "example": "zh"},
-                    },
-                }
-            }
-        },
-    }
-}
+
+
+def multipart(fields: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_extra`` for a route that reads its own multipart form: ``file`` and ``fields``
+    (JSON Schema properties), so /docs and generated clients show every field it takes."""
+    properties = {"file": {"type": "string", "format": "binary"}, **fields}
+    schema = {"type": "object", "required": ["file"], "properties": properties}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
 async def read_form(request: Request) -> tuple[FormData, UploadFile]:
