@@ -31,8 +31,8 @@ CALLS_SINCE = """(t) => performance.getEntriesByType('resource')
   .filter((e) => e.name.includes('/gradio_api/') && e.initiatorType === 'fetch' && e.startTime > t)
   .map((e) => e.startTime)"""
 HIDDEN_WINDOW_MS = 4 * IDLE_TICK_S * 1000  # four idle ticks would fall in it
-PROMPT_MS = 600  # a redraw asked for by the event, not a tick that happens to come soon after
-ROUNDS = 3  # without the event's redraw, each round passes only by chance (1 in 5)
+PROMPT_MS = 900  # a redraw asked for by the event, not a tick that happens to come soon after
+ROUNDS = 4  # without the event's redraw, each round passes only by chance (under 1 in 3)
 
 
 def calls_since(page, t: float) -> list[float]:
