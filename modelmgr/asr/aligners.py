@@ -9,17 +9,43 @@ both paths make an aligner the same way, and both prefer candidates already on d
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from modelmgr.asr import loaders
 from modelmgr.asr.preload_state import LoadedAligner, PreloadState
 from modelmgr.core.catalog import ModelSpec
+from modelmgr.core.errors import Cancelled, ModelMgrError
 from modelmgr.core.events import EventBus
 from modelmgr.core.settings import Settings
 from modelmgr.models.nltk_data import ensure_punkt
 from modelmgr.models.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def first_that_works(
+    candidates: Iterable[ModelSpec], attempt: Callable[[ModelSpec], T]
+) -> tuple[ModelSpec | None, T | None, list[str]]:
+    """``attempt`` each aligner candidate in turn until one works: (its spec, what it returned,
+    why the ones before it failed). A typed error is a reason in its own words; any other error
+    (odd files) is logged and a reason too; a cancel goes through. (None, None, reasons): none
+    worked, and the caller lets Whisper time the words."""
+    reasons: list[str] = []
+    for spec in candidates:
+        try:
+            return spec, attempt(spec), reasons
+        except Cancelled:
+            raise
+        except ModelMgrError as exc:
+            reasons.append(exc.message)
+        except Exception as exc:
+            log.warning("aligner %s could not be loaded", spec.id, exc_info=True)
+            reasons.append(f"{spec.id} could not be loaded: {exc}")
+    return None, None, reasons
 
 
 class AlignerLoader:

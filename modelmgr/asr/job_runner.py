@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any, Protocol
 
+from modelmgr.asr.aligners import first_that_works
 from modelmgr.asr.job_record import Job
 from modelmgr.asr.preload import PreloadManager
 from modelmgr.asr.results import speakers_of
@@ -184,21 +185,14 @@ class JobRunner:
         candidates = self.catalog.align_candidates(language)
         if not candidates:
             return None
-        reasons = []
-        for spec in self.preload.prefer_present(candidates):
-            try:
-                self.download(job, spec)
-                self.host._set(job, "loading")
-                found = lease.aligner(spec, language)
-            except Cancelled:
-                raise
-            except ModelMgrError as exc:
-                reasons.append(exc.message)
-                continue
-            except Exception as exc:  # odd files: the job goes on with Whisper's word times
-                log.warning("aligner %s could not be loaded", spec.id, exc_info=True)
-                reasons.append(f"{spec.id} could not be loaded: {exc}")
-                continue
+
+        def attempt(spec: ModelSpec) -> tuple[Any, dict]:
+            self.download(job, spec)
+            self.host._set(job, "loading")
+            return lease.aligner(spec, language)
+
+        spec, found, reasons = first_that_works(self.preload.prefer_present(candidates), attempt)
+        if spec is not None:
             job.align_model = spec.id
             return found
         raise AlignUnavailable(

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from modelmgr.asr import loaders
-from modelmgr.asr.aligners import AlignerLoader
+from modelmgr.asr.aligners import AlignerLoader, first_that_works
 from modelmgr.asr.preload_state import LoadedAligner, PreloadState, Request
 from modelmgr.core.catalog import Catalog, ModelSpec
 from modelmgr.core.errors import DownloadFailed, ModelMgrError
@@ -119,17 +119,15 @@ class PreloadWorker:
         for align_spec in candidates:
             if loaded is not None and loaded.spec_id == align_spec.id:
                 return align_spec, None  # a job already loaded one of them
-        reasons = []
-        for align_spec in self._aligners.prefer_present(candidates):
-            try:
-                wait_downloaded(self._downloads, align_spec)
-                kept[language] = self._aligners.load(align_spec, language, device)
-                return align_spec, None
-            except ModelMgrError as exc:
-                reasons.append(exc.message)
-            except Exception as exc:  # odd files: say so, the preload still serves Whisper
-                log.warning("aligner %s could not be loaded", align_spec.id, exc_info=True)
-                reasons.append(f"{align_spec.id} could not be loaded: {exc}")
+
+        def attempt(align_spec: ModelSpec) -> LoadedAligner:
+            wait_downloaded(self._downloads, align_spec)
+            return self._aligners.load(align_spec, language, device)
+
+        chosen, aligner, reasons = first_that_works(self._aligners.prefer_present(candidates), attempt)
+        if chosen is not None and aligner is not None:
+            kept[language] = aligner
+            return chosen, None
         if not reasons:
             return None, None
         message = f"no alignment model for {language!r} could be had ({'; '.join(reasons)})"

@@ -35,7 +35,7 @@ from tests.live import LiveServer, run_server, wait_until
 
 TIMEOUT = 300
 MAX_WER = 0.15
-SAME_AS_DIRECT = 0.02
+SAME_AS_DIRECT = 0.02  # how much worse than faster-whisper's own call a result may be
 
 pytestmark = pytest.mark.usefixtures("speech_tools")
 
@@ -85,9 +85,12 @@ def result(url: str, job_id: str, fmt: str) -> str:
 
 
 def assert_accurate(text: str, direct: str, english: speech.Speech) -> None:
+    """No worse than faster-whisper's own call on the same audio (better is fine: the batched
+    pipeline and the sequential call decode different windows, and on this script either one
+    may get two words more right; int8 on two threads does not always round alike)."""
     ours, theirs = speech.wer(english.script, text), speech.wer(english.script, direct)
     assert ours <= MAX_WER, f"WER {ours:.3f}: {text}"
-    assert abs(ours - theirs) <= SAME_AS_DIRECT, f"ours {ours:.3f} vs faster-whisper {theirs:.3f}: {text}"
+    assert ours <= theirs + SAME_AS_DIRECT, f"ours {ours:.3f} vs faster-whisper {theirs:.3f}: {text}"
 
 
 def assert_well_timed(data: dict, english: speech.Speech, word_slack: float | None = 0.5) -> None:
