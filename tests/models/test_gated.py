@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,8 +26,8 @@ from modelmgr.models.remote import Remote
 from modelmgr.services import Services
 from tests import tiny_models
 from tests.conftest import ACCEPTED_TOKEN, DIARIZER, UNACCEPTED_TOKEN, hub_settings, wait_until
+from tests.hf_cli import assert_hf_cache_verify_clean
 from tests.hub import FakeHub
-from tests.models.test_hardening import HF_CLI, _hf_env
 
 SEGMENTATION = tiny_models.PYANNOTE_SEGMENTATION
 EMBEDDING = tiny_models.PYANNOTE_EMBEDDING
@@ -235,15 +234,7 @@ def test_the_accepted_token_brings_the_pipeline_and_both_parts_once(
         for repo in PYANNOTE:  # `hf cache verify` finds every file we fetched whole, as for other models
             # (the pipeline repo also holds a README.md, which nothing needs: only the models' repos
             # are checked for files missing)
-            strict = ["--fail-on-missing-files"] if repo != DIARIZER else []
-            done = subprocess.run(
-                [str(HF_CLI), "cache", "verify", repo, *strict],
-                env=_hf_env(diarize_settings, gated_hub),
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert done.returncode == 0, done.stdout + done.stderr
+            assert_hf_cache_verify_clean(diarize_settings, gated_hub, repo, strict=repo != DIARIZER)
             assert not services.store.verify(services.catalog.get(repo)), repo
         # Deletable like every model: the pipeline goes, the models it ran stay (shared).
         assert services.downloads.delete(DIARIZER) > 0

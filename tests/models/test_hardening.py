@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -20,11 +19,11 @@ from modelmgr.core.errors import DiskFull, InvalidInput, ModelBusy, ModelInUse
 from modelmgr.core.settings import Settings
 from modelmgr.services import Services
 from tests.conftest import ZH_ALIGN
+from tests.hf_cli import assert_hf_cache_verify_clean, hf
 from tests.hub import BlackHole, FakeHub
 from tests.live import LiveServer, run_server, wait_until
 
 TINY_REPO = "Systran/faster-whisper-tiny"
-HF_CLI = Path(sys.executable).with_name("hf")
 
 
 def _download(services: Services, model_id: str, timeout: float = 60) -> str:
@@ -226,33 +225,14 @@ def test_same_size_corrupt_blob_is_caught_by_verify_and_repaired_by_download(
     assert httpx.get(f"{url}/api/models/tiny", timeout=60).json()["status"] == "downloaded"
 
 
-def _hf_env(settings: Settings, hub: FakeHub) -> dict[str, str]:
-    return {
-        **os.environ,
-        "HF_ENDPOINT": hub.url,
-        "HF_HUB_CACHE": str(settings.hub_cache),
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_XET": "1",
-        "HF_HUB_OFFLINE": "0",
-        "NO_COLOR": "1",
-    }
-
-
 @pytest.mark.parametrize("model_id", ["tiny", ZH_ALIGN])
 def test_hf_cache_verify_is_clean_after_our_download(
     services: Services, hub: FakeHub, settings: Settings, model_id: str
 ) -> None:
     assert _download(services, model_id) == "downloaded"
     repo = services.catalog.get(model_id).repo_id
-    done = subprocess.run(
-        [str(HF_CLI), "cache", "verify", repo, "--fail-on-missing-files"],
-        env=_hf_env(settings, hub),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "missing" not in (done.stdout + done.stderr).lower()
+    output = assert_hf_cache_verify_clean(settings, hub, repo)
+    assert "missing" not in output.lower()
 
 
 def test_processor_config_is_fetched_with_an_alignment_model(services: Services, settings: Settings) -> None:
@@ -329,13 +309,7 @@ def test_after_hf_cache_prune_the_model_follows_refs_main(
     try:
         new = hub.add_repo(repo, files)
         _hf_snapshot(settings, hub, repo)  # a loader or `hf download` moves refs/main
-        done = subprocess.run(
-            [str(HF_CLI), "cache", "prune", "--yes"],
-            env=_hf_env(settings, hub),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = hf(settings, hub, "cache", "prune", "--yes")
         assert done.returncode == 0, done.stdout + done.stderr
         model = services.downloads.describe(services.catalog.get("base"))
         assert model["status"] == "downloaded" and model["revision"] == new, model

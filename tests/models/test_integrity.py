@@ -10,7 +10,6 @@ Each test runs against a private ``FakeHub``: its stripping is the test's own.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +23,9 @@ from modelmgr.services import Services
 from modelmgr.web.ui.views import render_models_table
 from tests import tiny_models
 from tests.conftest import hub_settings
+from tests.hf_cli import assert_hf_cache_verify_clean
 from tests.hub import FakeHub, git_blob_sha1
 from tests.live import run_server, wait_until
-from tests.models.test_hardening import HF_CLI, _hf_env
 
 TINY_REPO = "Systran/faster-whisper-tiny"
 BASE_REPO = "Systran/faster-whisper-base"
@@ -91,14 +90,7 @@ def test_hashless_metadata_takes_digests_from_headers_and_names_blobs_like_huggi
         assert any(len(name) == 64 for name in expected.values())  # and an LFS sha256
 
         # huggingface_hub agrees: `hf cache verify` and a local-only download find every file.
-        done = subprocess.run(
-            [str(HF_CLI), "cache", "verify", TINY_REPO, "--fail-on-missing-files"],
-            env=_hf_env(settings, mirror_hub),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+        assert_hf_cache_verify_clean(settings, mirror_hub, TINY_REPO)
         from huggingface_hub import hf_hub_download
 
         local = hf_hub_download(TINY_REPO, "model.bin", cache_dir=settings.hub_cache, local_files_only=True)

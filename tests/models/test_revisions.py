@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from modelmgr.asr.jobs import JobOptions
 from modelmgr.services import Services
 from tests.asr.test_jobs import Gate
+from tests.hf_cli import assert_hf_cache_verify_clean
 from tests.hub import FakeHub
 from tests.live import wait_until
-from tests.models.test_hardening import HF_CLI, _download, _hf_env
+from tests.models.test_hardening import _download
 
 REPO = "Systran/faster-whisper-base"
 TIMEOUT = 300
@@ -46,14 +45,7 @@ def test_an_update_during_a_job_removes_the_old_revision_when_the_job_ends(
         assert removed and removed[-1]["model"] == "base" and removed[-1]["revision"] == old
         assert removed[-1]["freed_bytes"] > 0  # config.json's old blob went with it
         assert services.downloads.describe(spec)["status"] == "downloaded"
-        done = subprocess.run(
-            [str(HF_CLI), "cache", "verify", REPO, "--fail-on-missing-files"],
-            env=_hf_env(settings, hub),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+        assert_hf_cache_verify_clean(settings, hub, REPO)
     finally:
         gate.open.set()
         hub.add_repo_from_dir(REPO, tiny.whisper)  # the session hub serves the original again
