@@ -136,6 +136,22 @@ def test_a_newcomer_with_hf_token_sees_who_speaks(
     assert "Traceback" not in log, log[-4000:]
 
 
+TOAST_CLEAR_OF_PANEL = """() => {
+  const toast = document.querySelector('.toast-wrap > *');
+  const panel = document.querySelector('#model-panel');
+  if (!toast || !panel) return null;
+  const a = toast.getBoundingClientRect(), b = panel.getBoundingClientRect();
+  const apart = a.right <= b.left || b.right <= a.left || a.bottom <= b.top || b.bottom <= a.top;
+  return apart ? 'clear' : 'overlap';
+}"""
+
+
+def toast_clear_of_the_panel(page) -> bool:
+    """Gradio's toast (the refusal's words, also shown under the button) is not drawn over the
+    model manager panel docked at the right, whose rows show the same models' states."""
+    return page.wait_for_function(TOAST_CLEAR_OF_PANEL).json_value() == "clear"
+
+
 def api_refusal(url: str, english) -> dict:
     """The API's answer to a diarizing job without a token: refused at once, or a job that fails."""
     with english.path.open("rb") as f:
@@ -182,6 +198,7 @@ def test_without_a_token_the_page_says_to_set_hf_token_and_fetches_nothing_gated
             assert "gated" in text and f"{gated_hub.url}/{DIARIZER}" in text, text  # why, and where to go
             if said == "stage":
                 expect(job_rows(page)).to_have_count(0)  # refused: nothing queued
+                assert toast_clear_of_the_panel(page), "the warning toast covers the model manager"
             screenshot(page, "diarize-no-token")
         error = api_refusal(app.url, english)
         assert error.get("code") == "auth_required" and "HF_TOKEN" in error.get("message", ""), error
