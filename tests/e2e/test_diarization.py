@@ -83,6 +83,11 @@ def speaker_column(page) -> list[tuple[str, str]]:
     )
 
 
+def speaker_cell(page, label: str):
+    """The first Speaker cell of ``label`` in the segment table."""
+    return page.locator(f'#segments-table td.c-speaker[data-speaker="{label}"]').first
+
+
 @pytest.mark.timeout(1200)
 def test_a_newcomer_with_hf_token_sees_who_speaks(
     open_page, diarize_settings, gated_hub, dialogue, tiny_pyannote, tmp_path
@@ -115,10 +120,26 @@ def test_a_newcomer_with_hf_token_sees_who_speaks(
                 assert cues and len(cues) == len(cells), srt[:600]
                 assert {label for label, _ in speakers} == set(cues)
                 screenshot(page, "diarized-speakers")
+                # Named in the page: the table and every format follow, in this tab and the other.
+                first = speakers[0][0]
+                page.locator("#tx-speaker-names textarea").fill(f"{first}=Ada Lovelace")
+                page.locator("#tx-rename-btn").click()
+                expect(page.locator("#tx-rename-said")).to_contain_text("Renamed the speakers")
+                expect(speaker_cell(page, first)).to_have_text("Ada Lovelace")
+                named = [[label, "Ada Lovelace" if label == first else name] for label, name in speakers]
+                assert speaker_column(page) == named
+                assert "[Ada Lovelace] " in fetch_srt(page, row)
+                page.locator("#tx-speaker-names textarea").fill("SPEAKER_99=Nobody")
+                page.locator("#tx-rename-btn").click()
+                expect(page.locator("#tx-rename-said")).to_contain_text(
+                    "is not a speaker of this transcription"
+                )
+                assert speaker_column(page) == named, "a refused rename changes nothing"
             with screenshot_on_failure(second, "diarize-second-tab-failed"):
                 other = job_row(second, dialogue.path.name)  # drawn by the second tab's own timer
                 expect(other).to_have_attribute("data-status", "done")
-                assert speaker_column(second) == speakers
+                expect(speaker_cell(second, first)).to_have_text("Ada Lovelace")
+                assert speaker_column(second) == named
             for each in (page, second):
                 assert ACCEPTED_TOKEN not in each.content()
         log = app.output()

@@ -10,6 +10,7 @@ import gradio as gr
 import pytest
 
 from modelmgr.asr.subtitles import Segment, Transcript, Word, rename_speakers
+from modelmgr.core.errors import InvalidInput
 from modelmgr.core.settings import Settings
 from modelmgr.services import Services
 from modelmgr.web.ui import views as ui_view
@@ -137,3 +138,15 @@ def test_the_page_draws_the_speakers_of_the_job_shown_and_redraws_them_after_a_r
     state["transcript"] = rename_speakers(state["transcript"], {"SPEAKER_01": "Alice"})
     renamed = refresh(None, None, "", key)
     assert 'data-speaker="SPEAKER_01">Alice<' in renamed[at] and renamed[at + 1] != key
+
+
+def test_the_pages_speaker_names_become_the_rename_apis_object():
+    parse = ui_view.parse_speaker_names
+    assert parse("SPEAKER_00=Alice, SPEAKER_01 = Bob Smith\nSPEAKER_02=") == {
+        "SPEAKER_00": "Alice",
+        "SPEAKER_01": "Bob Smith",
+        "SPEAKER_02": "",  # an empty name: the label again
+    }
+    for bad in ("", " , ", "Alice", "=Alice", "SPEAKER_00 Alice"):
+        with pytest.raises(InvalidInput):
+            parse(bad)

@@ -780,6 +780,22 @@ def newest_done(jobs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     return max(done, key=lambda j: j.get("finished_at") or 0.0) if done else None
 
 
+def parse_speaker_names(text: str) -> dict[str, str]:
+    """The page's "SPEAKER_00=Alice, SPEAKER_01=Bob" (pairs apart by commas or new lines) as the
+    rename API's object. An empty name gives a speaker its label back; the manager checks ids and
+    names. InvalidInput when nothing is given or a pair has no ``=``."""
+    pairs = [p.strip() for p in re.split(r"[,\n]", text or "") if p.strip()]
+    if not pairs:
+        raise InvalidInput("write the names as SPEAKER_00=Alice, SPEAKER_01=Bob")
+    names: dict[str, str] = {}
+    for pair in pairs:
+        speaker, eq, name = pair.partition("=")
+        if not eq or not speaker.strip():
+            raise InvalidInput(f"{pair!r} is not SPEAKER_00=Name")
+        names[speaker.strip()] = name.strip()
+    return names
+
+
 def job_to_show(jobs: Sequence[dict[str, Any]], pinned: str | None) -> dict[str, Any] | None:
     """The job whose segments are shown: the one the user picked while it exists, else the newest done."""
     chosen = next((j for j in jobs if j["id"] == pinned and j["status"] == "done"), None)

@@ -78,6 +78,7 @@ from modelmgr.web.ui.views import (
     job_to_show,
     language_arg,
     model_choice_label,
+    parse_speaker_names,
     render_badge,
     render_fit,
     render_jobs_table,
@@ -274,6 +275,15 @@ def _transcribe_tab(choices: SimpleNamespace) -> SimpleNamespace:
         with gr.Column(scale=3, min_width=360):
             jobs = _html(render_jobs_table([]), elem_id="jobs-table", js_on_load=JS_JOB_ACTIONS)
             segments = _html(render_segments([]), elem_id="segments-table")
+            with gr.Row(equal_height=True, elem_id="tx-rename"):
+                speaker_names = gr.Textbox(
+                    label="Speaker names (of the diarized job shown)",
+                    placeholder="SPEAKER_00=Alice, SPEAKER_01=Bob",
+                    elem_id="tx-speaker-names",
+                    scale=4,
+                )
+                rename = gr.Button("Rename", elem_id="tx-rename-btn", scale=1, min_width=110)
+            renamed = _html("", elem_id="tx-rename-said")
     return SimpleNamespace(
         files=files,
         recording=recording,
@@ -285,6 +295,9 @@ def _transcribe_tab(choices: SimpleNamespace) -> SimpleNamespace:
         stage=stage,
         jobs=jobs,
         segments=segments,
+        speaker_names=speaker_names,
+        rename=rename,
+        renamed=renamed,
     )
 
 
@@ -810,8 +823,22 @@ def _wire_transcribe(services: Services, tx: SimpleNamespace, live: SimpleNamesp
         except ModelMgrError as exc:
             return render_stage(f"⚠️ {esc(exc.message)}", "err"), pinned
 
+    def rename_speakers(text: str | None, pinned: str | None) -> tuple:
+        """Name the speakers of the job whose segments are shown (the same choice as the table's)."""
+        show = job_to_show(manager.snapshot(), pinned or None)
+        if show is None:
+            return render_stage("⚠️ No finished transcription is shown.", "err"), gr.skip()
+        try:
+            job = manager.rename_speakers(show["id"], parse_speaker_names(text or ""))
+        except ModelMgrError as exc:
+            return render_stage(f"⚠️ {esc(exc.message)}", "err"), gr.skip()
+        return render_stage(f"Renamed the speakers of <b>{esc(job.filename)}</b>.", "ok"), ""
+
     act = {"concurrency_limit": None, "show_progress": "hidden", **PRIVATE}
     then = {"queue": False, "show_progress": "hidden", **PRIVATE}
+    tx.rename.click(
+        rename_speakers, [tx.speaker_names, tx.pinned], [tx.renamed, tx.speaker_names], **act
+    ).then(live.refresh, live.inputs, live.outputs, **then)
     tx.button.click(
         submit,
         [tx.files, tx.recording, tx.model, tx.language, tx.device, *tx.options.inputs],
