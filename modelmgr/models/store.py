@@ -145,10 +145,9 @@ class Store:
                 present += size
                 continue
             complete = False
-            blob = file_size(target.final)
-            # A partial written by parallel parts has holes: count what its range record says
-            # is on disk (where a resume starts), never the partial's length.
-            present += blob if blob == target.entry.size else bytes_present([target])
+            # The blob if whole; else what a partial's range record says is on disk (where a
+            # resume starts: parallel parts leave holes), never the partial's length.
+            present += bytes_present([target])
         path = self.model_path(spec, manifest)
         if complete:
             return LocalState("downloaded", present, manifest.total_bytes, path)

@@ -780,7 +780,7 @@ def newest_done(jobs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     return max(done, key=lambda j: j.get("finished_at") or 0.0) if done else None
 
 
-def parse_speaker_names(text: str) -> dict[str, str]:
+def parse_speaker_names(text: str | None) -> dict[str, str]:
     """The page's "SPEAKER_00=Alice, SPEAKER_01=Bob" (pairs apart by commas or new lines) as the
     rename API's object. An empty name gives a speaker its label back; the manager checks ids and
     names. InvalidInput when nothing is given or a pair has no ``=``."""

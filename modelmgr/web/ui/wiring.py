@@ -829,7 +829,7 @@ def _wire_transcribe(services: Services, tx: SimpleNamespace, live: SimpleNamesp
         if show is None:
             return render_stage("⚠️ No finished transcription is shown.", "err"), gr.skip()
         try:
-            job = manager.rename_speakers(show["id"], parse_speaker_names(text or ""))
+            job = manager.rename_speakers(show["id"], parse_speaker_names(text))
         except ModelMgrError as exc:
             return render_stage(f"⚠️ {esc(exc.message)}", "err"), gr.skip()
         return render_stage(f"Renamed the speakers of <b>{esc(job.filename)}</b>.", "ok"), ""
